@@ -1,0 +1,19 @@
+//! `clustimage` clusters, deduplicates and searches collections of images.
+//!
+//! The crate is layered; each module only uses the ones listed before it:
+//!
+//! - [`cancel`]: the flag that stops long work early;
+//! - [`imaging`]: finding, reading, decoding and shrinking image files;
+//! - [`features`]: pixels, HOG and perceptual hashes of a thumbnail;
+//! - [`model`]: PCA, clustering and the choice of k, embedding, representatives, `find`;
+//! - [`batch`]: the engine run once over a folder or an array, and organising files;
+//! - [`cli`]: the `clustimage` command line.
+//!
+//! See `ARCHITECTURE.md` for the data flow and the invariants.
+
+pub mod batch;
+pub mod cancel;
+pub mod cli;
+pub mod features;
+pub mod imaging;
+pub mod model;
