@@ -1,0 +1,8 @@
+//! Integration tests: the engine and the `clustimage` binary on real image files.
+//!
+//! One test binary, one module per area; every test works in its own temporary folder.
+
+mod cli;
+mod common;
+mod engine;
+mod find;
