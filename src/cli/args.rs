@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::batch::organise::Action;
-use crate::features::{FeatureMethod, FeatureParams, HogParams};
+use crate::features::{FeatureMethod, FeatureParams, HogParams, PixelScaling};
 use crate::imaging::{ColorMode, LoadLimits, Preprocessing};
 use crate::model::{
     ClusterMethod, ClusterSpace, ComponentCount, EmbeddingKind, Evaluation, FitParams, Linkage,
@@ -123,6 +123,10 @@ pub struct ModelArgs {
     /// [default: pca].
     #[arg(long)]
     pub method: Option<String>,
+    /// Per-image scaling of the pixels for pca and pixels: standard (zero mean, unit
+    /// variance), minmax (as the Python package), none [default: standard].
+    #[arg(long)]
+    pub pixel_scaling: Option<String>,
     /// Side of a hash's bit grid: 8 gives 64 bits [default: 8].
     #[arg(long)]
     pub hash_size: Option<u32>,
@@ -157,6 +161,9 @@ pub struct ModelArgs {
     /// Most clusters tried, inclusive [default: 25].
     #[arg(long)]
     pub max_clust: Option<usize>,
+    /// Take the smallest k whose score is within this share of the best [default: 0.02].
+    #[arg(long)]
+    pub k_tolerance: Option<f64>,
     /// Use exactly this many clusters instead of searching.
     #[arg(long = "k", visible_alias = "n-clusters", value_name = "N")]
     #[serde(rename = "k")]
@@ -236,6 +243,7 @@ impl ModelArgs {
             color: self.color.or(fallback.color),
             method: self.method.or(fallback.method),
             hash_size: self.hash_size.or(fallback.hash_size),
+            pixel_scaling: self.pixel_scaling.or(fallback.pixel_scaling),
             hog_orientations: self.hog_orientations.or(fallback.hog_orientations),
             hog_cell: self.hog_cell.or(fallback.hog_cell),
             hog_block: self.hog_block.or(fallback.hog_block),
@@ -247,6 +255,7 @@ impl ModelArgs {
             min_clust: self.min_clust.or(fallback.min_clust),
             max_clust: self.max_clust.or(fallback.max_clust),
             k_clusters: self.k_clusters.or(fallback.k_clusters),
+            k_tolerance: self.k_tolerance.or(fallback.k_tolerance),
             eps: self.eps.or(fallback.eps),
             min_samples: self.min_samples.or(fallback.min_samples),
             min_cluster_size: self.min_cluster_size.or(fallback.min_cluster_size),
@@ -275,6 +284,8 @@ impl ModelArgs {
         preprocessing.validate()?;
         let features = FeatureParams {
             method,
+            pixel_scaling: parse_choice(&self.pixel_scaling, "--pixel-scaling", SCALINGS)?
+                .unwrap_or(PixelScaling::Standard),
             hog: HogParams {
                 orientations: positive(self.hog_orientations, 8, "--hog-orientations")?,
                 cell_px: positive(self.hog_cell, 8, "--hog-cell")?,
@@ -309,6 +320,7 @@ impl ModelArgs {
         cluster.min_clusters = self.min_clust.unwrap_or(cluster.min_clusters);
         cluster.max_clusters = self.max_clust.unwrap_or(cluster.max_clusters);
         cluster.fixed_clusters = self.k_clusters;
+        cluster.k_tolerance = self.k_tolerance.unwrap_or(cluster.k_tolerance);
         cluster.eps = self.eps;
         cluster.min_samples = self.min_samples.unwrap_or(cluster.min_samples);
         cluster.min_cluster_size = self.min_cluster_size.unwrap_or(cluster.min_cluster_size);
@@ -335,6 +347,11 @@ const CLUSTER_METHODS: &[(&str, ClusterMethod)] = &[
     ("kmeans", ClusterMethod::KMeans),
     ("dbscan", ClusterMethod::Dbscan),
     ("hdbscan", ClusterMethod::Hdbscan),
+];
+const SCALINGS: &[(&str, PixelScaling)] = &[
+    ("standard", PixelScaling::Standard),
+    ("minmax", PixelScaling::MinMax),
+    ("none", PixelScaling::None),
 ];
 const LINKAGES: &[(&str, Linkage)] = &[
     ("ward", Linkage::Ward),

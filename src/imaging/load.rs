@@ -2,7 +2,7 @@
 //!
 //! The steps follow the Python package: decode, orient by EXIF, reduce to one gray
 //! channel (or keep three), and resize to a fixed square with an area average, ignoring
-//! the aspect ratio. Limits on the file size and the pixel count are checked before the
+//! the aspect ratio (enlarging, for images smaller than the thumbnail, is bilinear). Limits on the file size and the pixel count are checked before the
 //! pixels are allocated, so a decompression bomb is refused cheaply.
 
 use std::io::Cursor;
@@ -213,7 +213,7 @@ fn resize_error(path: &Path, message: String) -> ImagingError {
     ImagingError::Decode { path: PathBuf::from(path), message: format!("resize failed: {message}") }
 }
 
-/// Resizes with a box filter, which averages every source pixel under a target pixel.
+/// Resizes to `(width, height)`: an area average when shrinking, bilinear when enlarging.
 fn resize_raw(
     source: &[u8],
     (source_width, source_height): (u32, u32),
@@ -223,8 +223,11 @@ fn resize_raw(
     let source = fr::images::ImageRef::new(source_width, source_height, source, pixel_type)
         .map_err(|e| e.to_string())?;
     let mut target = fr::images::Image::new(width, height, pixel_type);
-    let options =
-        fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Box));
+    // Shrinking averages every source pixel under a target pixel; enlarging (small icons,
+    // digits) interpolates linearly, since a box would only repeat pixels.
+    let shrinks = width <= source_width && height <= source_height;
+    let filter = if shrinks { fr::FilterType::Box } else { fr::FilterType::Bilinear };
+    let options = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(filter));
     fr::Resizer::new().resize(&source, &mut target, &options).map_err(|e| e.to_string())?;
     Ok(target.into_vec())
 }

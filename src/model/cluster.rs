@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::evaluate::{self, CondensedDistances};
+use super::evaluate::{self, CondensedDistances, DistanceMatrix};
 use super::ModelError;
 use crate::cancel::CancelToken;
 
@@ -61,6 +61,11 @@ pub struct ClusterParams {
     pub max_clusters: usize,
     /// Fixes the number of clusters instead of searching.
     pub fixed_clusters: Option<usize>,
+    /// The search takes the smallest k whose silhouette or Davies-Bouldin score is within
+    /// this share of the best one. Scores of image collections are flat near their peak,
+    /// so differences this small are noise and the simpler answer is preferred. Default
+    /// 0.02; 0 takes the plain optimum. Not used by the derivative method.
+    pub k_tolerance: f64,
     /// DBSCAN's neighbourhood radius; searched when absent.
     pub eps: Option<f64>,
     /// Neighbours (including itself) that make a DBSCAN core point, and HDBSCAN's
@@ -84,6 +89,7 @@ impl Default for ClusterParams {
             min_clusters: 3,
             max_clusters: 25,
             fixed_clusters: None,
+            k_tolerance: 0.02,
             eps: None,
             min_samples: 5,
             min_cluster_size: 5,
@@ -106,6 +112,9 @@ impl ClusterParams {
         if self.max_clusters < self.min_clusters {
             let message = format!("{} is below min_clust {}", self.max_clusters, self.min_clusters);
             return invalid("max_clust", message);
+        }
+        if !(0.0..1.0).contains(&self.k_tolerance) {
+            return invalid("k_tolerance", format!("{} is outside [0, 1)", self.k_tolerance));
         }
         if self.fixed_clusters == Some(0) {
             return invalid("k", "must be at least 1".into());
@@ -233,7 +242,7 @@ struct Scorer<'a> {
     evaluation: Evaluation,
     points: ArrayView2<'a, f64>,
     /// For the silhouette: which fitted points it samples, and their distances.
-    silhouette_sample: Option<(Vec<usize>, CondensedDistances)>,
+    silhouette_sample: Option<(Vec<usize>, DistanceMatrix)>,
 }
 
 impl<'a> Scorer<'a> {
@@ -243,7 +252,7 @@ impl<'a> Scorer<'a> {
         let silhouette_sample = needs_silhouette.then(|| {
             let seed = params.seed.wrapping_add(1);
             let chosen = sample_indices(points.nrows(), params.max_silhouette_images, seed);
-            let distances = CondensedDistances::new(points.select(Axis(0), &chosen).view());
+            let distances = DistanceMatrix::new(points.select(Axis(0), &chosen).view());
             (chosen, distances)
         });
         Scorer { evaluation: params.evaluation, points, silhouette_sample }
@@ -264,15 +273,32 @@ impl<'a> Scorer<'a> {
         evaluate::silhouette(distances, &sampled)
     }
 
-    /// True when `candidate` beats `best`.
-    fn is_better(&self, candidate: Option<f64>, best: Option<f64>) -> bool {
-        match (candidate, best) {
-            (Some(_), None) => true,
-            (Some(c), Some(b)) if self.evaluation == Evaluation::DbIndex => c < b,
-            (Some(c), Some(b)) => c > b,
-            (None, _) => false,
-        }
+    /// The index of the chosen candidate: the smallest k whose score is within
+    /// `tolerance` of the best (the plain best for the derivative); the first candidate
+    /// when no score is defined.
+    fn choose(&self, candidates: &[SearchScore], tolerance: f64) -> usize {
+        choose_candidate(self.evaluation, candidates, tolerance)
     }
+}
+
+/// See [`Scorer::choose`].
+fn choose_candidate(evaluation: Evaluation, candidates: &[SearchScore], tolerance: f64) -> usize {
+    let lower_is_better = evaluation == Evaluation::DbIndex;
+    let defined = candidates.iter().filter_map(|c| c.score);
+    let best = if lower_is_better {
+        defined.fold(f64::INFINITY, f64::min)
+    } else {
+        defined.fold(f64::NEG_INFINITY, f64::max)
+    };
+    let tolerance = if evaluation == Evaluation::Derivative { 0.0 } else { tolerance };
+    let margin = tolerance * best.abs();
+    let good_enough = |score: f64| match lower_is_better {
+        true => score <= best + margin,
+        false => score >= best - margin,
+    };
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    order.sort_by_key(|&idx| candidates[idx].k);
+    order.into_iter().find(|&idx| candidates[idx].score.is_some_and(good_enough)).unwrap_or(0)
 }
 
 /// Intermediate result of a method, before assignment and renumbering.
@@ -324,18 +350,14 @@ fn agglomerative(
         })
         .collect();
     let heights: Vec<f64> = merges.iter().map(|merge| merge.height).collect();
-    let mut best: Option<(SearchScore, Vec<Option<usize>>)> = None;
     let mut scores = Vec::new();
     for k in candidate_ks(params, n_points) {
         check_cancel(cancel)?;
         let labels = cut_dendrogram(&merges, n_points, k);
-        let candidate = SearchScore { k, eps: None, score: scorer.score(&labels, k, &heights) };
-        scores.push(candidate);
-        if best.as_ref().is_none_or(|(b, _)| scorer.is_better(candidate.score, b.score)) {
-            best = Some((candidate, labels));
-        }
+        scores.push(SearchScore { k, eps: None, score: scorer.score(&labels, k, &heights) });
     }
-    let (chosen, labels) = best.expect("at least one candidate k");
+    let chosen = scores[scorer.choose(&scores, params.k_tolerance)];
+    let labels = cut_dendrogram(&merges, n_points, chosen.k);
     let chosen = params.fixed_clusters.is_none().then_some(chosen);
     Ok(Outcome { labels, scores, chosen, dendrogram: merges })
 }
@@ -384,7 +406,7 @@ fn kmeans(
     use linfa_clustering::KMeans;
 
     let dataset = DatasetBase::from(fit_points.to_owned());
-    let mut best: Option<(SearchScore, Vec<Option<usize>>)> = None;
+    let mut all_labels = Vec::new();
     let mut scores = Vec::new();
     for k in candidate_ks(params, fit_points.nrows()) {
         check_cancel(cancel)?;
@@ -397,14 +419,11 @@ fn kmeans(
             .map_err(|e| ModelError::Algorithm { step: "kmeans", message: e.to_string() })?;
         let labels: Vec<Option<usize>> =
             model.predict(&fit_points).iter().map(|&label| Some(label)).collect();
-        let candidate = SearchScore { k, eps: None, score: scorer.score(&labels, k, &[]) };
-        scores.push(candidate);
-        if best.as_ref().is_none_or(|(b, _)| scorer.is_better(candidate.score, b.score)) {
-            let all_labels = model.predict(&all_points).iter().map(|&label| Some(label)).collect();
-            best = Some((candidate, all_labels));
-        }
+        scores.push(SearchScore { k, eps: None, score: scorer.score(&labels, k, &[]) });
+        all_labels.push(model.predict(&all_points).iter().map(|&label| Some(label)).collect());
     }
-    let (chosen, labels) = best.expect("at least one candidate k");
+    let chosen_idx = scorer.choose(&scores, params.k_tolerance);
+    let (chosen, labels) = (scores[chosen_idx], all_labels.swap_remove(chosen_idx));
     let chosen = params.fixed_clusters.is_none().then_some(chosen);
     Ok(Outcome { labels, scores, chosen, dendrogram: Vec::new() })
 }
@@ -694,6 +713,27 @@ mod tests {
                 ClusterParams { method, max_fit_images: 80, seed: 9, ..Default::default() };
             assert_eq!(run(params, &points).labels, run(params, &points).labels);
         }
+    }
+
+    #[test]
+    fn tolerance_prefers_the_smallest_nearly_best_k() {
+        let scored = |scores: [f64; 3]| -> Vec<SearchScore> {
+            let ks = [3, 4, 5];
+            ks.iter()
+                .zip(scores)
+                .map(|(&k, s)| SearchScore { k, eps: None, score: Some(s) })
+                .collect()
+        };
+        let silhouettes = scored([0.50, 0.60, 0.61]);
+        assert_eq!(silhouettes[choose_candidate(Evaluation::Silhouette, &silhouettes, 0.02)].k, 4);
+        assert_eq!(silhouettes[choose_candidate(Evaluation::Silhouette, &silhouettes, 0.0)].k, 5);
+        let indices = scored([1.0, 0.9, 0.89]);
+        assert_eq!(indices[choose_candidate(Evaluation::DbIndex, &indices, 0.02)].k, 4);
+        let accelerations = scored([0.50, 0.60, 0.61]);
+        assert_eq!(
+            accelerations[choose_candidate(Evaluation::Derivative, &accelerations, 0.02)].k,
+            5
+        );
     }
 
     #[test]

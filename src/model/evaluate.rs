@@ -64,11 +64,43 @@ impl CondensedDistances {
     }
 }
 
+/// All pairwise Euclidean distances of a set of points, as a full square matrix in `f32`,
+/// so that each point's distances are one contiguous row: 5,000 points take 100 MB.
+#[derive(Debug, Clone)]
+pub struct DistanceMatrix {
+    n_points: usize,
+    values: Vec<f32>,
+}
+
+impl DistanceMatrix {
+    /// Computes the distances between the rows of `points`, shape `(n_points, n_dims)`.
+    pub fn new(points: ArrayView2<'_, f64>) -> DistanceMatrix {
+        let condensed = CondensedDistances::new(points);
+        let n_points = condensed.n_points();
+        let mut values = vec![0.0f32; n_points * n_points];
+        values.par_chunks_mut(n_points.max(1)).enumerate().for_each(|(i_idx, row)| {
+            for (j_idx, value) in row.iter_mut().enumerate() {
+                *value = condensed.get(i_idx, j_idx);
+            }
+        });
+        DistanceMatrix { n_points, values }
+    }
+
+    pub fn n_points(&self) -> usize {
+        self.n_points
+    }
+
+    /// The distances from point `idx` to every point.
+    pub fn row(&self, idx: usize) -> &[f32] {
+        &self.values[idx * self.n_points..(idx + 1) * self.n_points]
+    }
+}
+
 /// Mean silhouette coefficient over the non-noise points, in `[-1, 1]`, higher is better.
 ///
 /// A point alone in its cluster scores 0. Returns `None` unless there are at least two
 /// clusters and fewer clusters than labelled points.
-pub fn silhouette(distances: &CondensedDistances, labels: &Labels) -> Option<f64> {
+pub fn silhouette(distances: &DistanceMatrix, labels: &Labels) -> Option<f64> {
     assert_eq!(distances.n_points(), labels.len(), "one label per point");
     let n_clusters = labels.iter().flatten().max().map_or(0, |max| max + 1);
     let sizes = cluster_sizes(labels, n_clusters);
@@ -76,12 +108,15 @@ pub fn silhouette(distances: &CondensedDistances, labels: &Labels) -> Option<f64
     if sizes.iter().filter(|&&size| size > 0).count() < 2 || n_labelled <= n_clusters {
         return None;
     }
-    let total: f64 = (0..labels.len())
+    let scores: Vec<f64> = (0..labels.len())
         .into_par_iter()
-        .filter_map(|idx| point_silhouette(distances, labels, &sizes, idx))
-        .collect::<Vec<f64>>()
-        .iter()
-        .sum();
+        .map_init(
+            || vec![0.0f64; n_clusters],
+            |sums, idx| point_silhouette(distances.row(idx), labels, &sizes, idx, sums),
+        )
+        .flatten()
+        .collect();
+    let total: f64 = scores.iter().sum();
     Some(total / n_labelled as f64)
 }
 
@@ -142,20 +177,23 @@ pub fn cluster_sizes(labels: &Labels, n_clusters: usize) -> Vec<usize> {
     sizes
 }
 
+/// The silhouette of one point from its row of distances; `sums` is scratch space of one
+/// value per cluster.
 fn point_silhouette(
-    distances: &CondensedDistances,
+    distances: &[f32],
     labels: &Labels,
     sizes: &[usize],
     idx: usize,
+    sums: &mut [f64],
 ) -> Option<f64> {
     let own = labels[idx]?;
     if sizes[own] == 1 {
         return Some(0.0);
     }
-    let mut sums = vec![0.0f64; sizes.len()];
-    for (other_idx, other) in labels.iter().enumerate() {
+    sums.fill(0.0);
+    for (distance, other) in distances.iter().zip(labels) {
         if let Some(cluster) = other {
-            sums[*cluster] += f64::from(distances.get(idx, other_idx));
+            sums[*cluster] += f64::from(*distance);
         }
     }
     let within = sums[own] / (sizes[own] - 1) as f64;
@@ -194,7 +232,7 @@ mod tests {
     #[test]
     fn silhouette_matches_hand_computation() {
         let (points, labels) = two_blobs();
-        let distances = CondensedDistances::new(points.view());
+        let distances = DistanceMatrix::new(points.view());
         // Point 0: a = 1, b = (10 + sqrt(101)) / 2; all four points are symmetric.
         let b = (10.0 + 101f64.sqrt()) / 2.0;
         let expected = (b - 1.0) / b;
@@ -205,7 +243,7 @@ mod tests {
     #[test]
     fn silhouette_prefers_the_true_split_and_needs_two_clusters() {
         let (points, good) = two_blobs();
-        let distances = CondensedDistances::new(points.view());
+        let distances = DistanceMatrix::new(points.view());
         let bad = vec![Some(0), Some(1), Some(0), Some(1)];
         assert!(silhouette(&distances, &good) > silhouette(&distances, &bad));
         assert_eq!(silhouette(&distances, &[Some(0); 4]), None);

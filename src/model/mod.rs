@@ -127,17 +127,25 @@ pub fn fit(
     params: &FitParams,
     cancel: &CancelToken,
 ) -> Result<Model, ModelError> {
+    let started = std::time::Instant::now();
     let (pca, features) = match input {
         FitInput::Vectors(vectors) => reduce(vectors.view(), params)?,
         FitInput::Exif(exif) => return geo::fit(exif, params, cancel),
     };
+    tracing::debug!(
+        elapsed_s = started.elapsed().as_secs_f64(),
+        dims = features.ncols(),
+        "reduced"
+    );
     check(cancel)?;
     let embedding = embed(features.view(), pca.as_ref(), params, cancel)?;
+    tracing::debug!(elapsed_s = started.elapsed().as_secs_f64(), "embedded");
     let space = match (params.cluster_space, &embedding) {
         (ClusterSpace::Low, Some(plane)) => plane.view(),
         _ => features.view(),
     };
     let clustering = cluster::cluster(space, &params.cluster, cancel)?;
+    tracing::debug!(elapsed_s = started.elapsed().as_secs_f64(), "clustered");
     let representatives = unique::representatives(space, &clustering.labels);
     let cluster_space = params.cluster_space;
     Ok(Model {

@@ -221,3 +221,30 @@ fn mistakes_get_one_clear_line() {
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn the_bundled_configuration_file_is_valid() {
+    let folder = photo_folder();
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/clustimage.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    // Every documented key, uncommented, must parse and validate.
+    let uncommented: String = text
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest) if is_setting(rest) && !rest.starts_with("pca-components") => rest,
+            _ => line,
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let all_keys = folder.path().join("all.toml");
+    fs::write(&all_keys, uncommented.replace("k = 10", "k = 3")).unwrap();
+    let result =
+        cluster_json(&[folder.path().to_str().unwrap(), "--config", all_keys.to_str().unwrap()]);
+    assert_eq!(result["n_clusters"], 3);
+}
+
+/// True for `key = value` with a plain key, as opposed to prose.
+fn is_setting(line: &str) -> bool {
+    line.split_once(" = ")
+        .is_some_and(|(key, _)| key.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+}
