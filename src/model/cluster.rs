@@ -374,24 +374,36 @@ fn kodama_method(linkage: Linkage) -> kodama::Method {
 /// Labels from the first `n_points - k` merges; clusters numbered by first member.
 pub fn cut_dendrogram(merges: &[Merge], n_points: usize, k: usize) -> Vec<Option<usize>> {
     let n_merges = n_points.saturating_sub(k.max(1));
-    // parent[c] for every leaf and created cluster; roots point to themselves.
-    let mut parent: Vec<usize> = (0..n_points + n_merges).collect();
-    for (merge_idx, merge) in merges.iter().take(n_merges).enumerate() {
-        let created = n_points + merge_idx;
-        parent[merge.left] = created;
-        parent[merge.right] = created;
+    // A union-find over the leaves; `leaf_of[c]` is some leaf of created cluster `c`.
+    let mut owner: Vec<usize> = (0..n_points).collect();
+    let mut leaf_of: Vec<usize> = (0..n_points).collect();
+    for merge in merges.iter().take(n_merges) {
+        let left = find_root(&mut owner, leaf_of[merge.left]);
+        let right = find_root(&mut owner, leaf_of[merge.right]);
+        owner[left.max(right)] = left.min(right);
+        leaf_of.push(left.min(right));
     }
-    let mut root_label = std::collections::HashMap::new();
+    let mut label_of_root = vec![usize::MAX; n_points];
+    let mut n_labels = 0;
     (0..n_points)
         .map(|leaf| {
-            let mut root = leaf;
-            while parent[root] != root {
-                root = parent[root];
+            let root = find_root(&mut owner, leaf);
+            if label_of_root[root] == usize::MAX {
+                label_of_root[root] = n_labels;
+                n_labels += 1;
             }
-            let next = root_label.len();
-            Some(*root_label.entry(root).or_insert(next))
+            Some(label_of_root[root])
         })
         .collect()
+}
+
+/// The root of `idx`'s set, halving the path on the way.
+pub(crate) fn find_root(owner: &mut [usize], mut idx: usize) -> usize {
+    while owner[idx] != idx {
+        owner[idx] = owner[owner[idx]];
+        idx = owner[idx];
+    }
+    idx
 }
 
 fn kmeans(

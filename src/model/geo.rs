@@ -9,7 +9,7 @@
 use ndarray::Array2;
 use rayon::prelude::*;
 
-use super::cluster::{Clustering, SearchScore};
+use super::cluster::{find_root, Clustering, SearchScore};
 use super::{unique, FitParams, Model, ModelError};
 use crate::cancel::CancelToken;
 use crate::features::FeatureMethod;
@@ -161,15 +161,6 @@ fn cluster_positions(
         labels[known[i]] = Some(*numbering.entry(root).or_insert(next));
     }
     Ok(labels)
-}
-
-/// The root of `i`'s set in a union-find forest, halving paths on the way.
-fn find_root(owner: &mut [usize], mut i: usize) -> usize {
-    while owner[i] != i {
-        owner[i] = owner[owner[i]];
-        i = owner[i];
-    }
-    i
 }
 
 /// Hours since the first photo, shape `(n_images, 1)`; unknown times are 0 (and noise).
