@@ -155,6 +155,8 @@ def run_measured(cmd, workdir, env=None, timeout=None, mem_limit_bytes=None):
     out_path, err_path = os.path.join(workdir, "stdout.txt"), os.path.join(workdir, "stderr.txt")
     time_path = os.path.join(workdir, "time.txt")
     use_gnu = gnu_time_works()
+    if os.path.exists(time_path):
+        os.remove(time_path)
     full = [GNU_TIME, "-v", "-o", time_path] + cmd if use_gnu else cmd
 
     def limit():
@@ -166,11 +168,10 @@ def run_measured(cmd, workdir, env=None, timeout=None, mem_limit_bytes=None):
         proc = subprocess.Popen(full, stdout=fo, stderr=fe, env=env, start_new_session=True, preexec_fn=limit)
         rc, rusage, timed_out = wait_child(proc.pid, timeout)
         wall = time.perf_counter() - start
-    if use_gnu and os.path.exists(time_path):
+    rss_kb = None if timed_out else rusage.ru_maxrss  # unreaped children are not counted
+    if use_gnu and os.path.exists(time_path):  # absent when the group was killed on timeout
         rss_kb = parse_gnu_time(time_path)
         rc = proc_exit_from_gnu_time(time_path, rc)
-    else:
-        rss_kb = rusage.ru_maxrss
     return {"wall": wall, "rss_mb": rss_kb / 1024 if rss_kb else None, "rc": rc, "timed_out": timed_out,
             "stdout": read_text(out_path), "stderr": read_text(err_path)}
 

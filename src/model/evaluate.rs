@@ -5,7 +5,7 @@
 //! The silhouette is quadratic in the number of images, so callers hand it a
 //! [`CondensedDistances`] over a bounded sample rather than the whole library.
 
-use ndarray::{ArrayView2, Axis};
+use ndarray::{s, ArrayView2, Axis};
 use rayon::prelude::*;
 
 /// The label of every image: `Some(cluster)` or `None` for noise.
@@ -22,23 +22,32 @@ pub struct CondensedDistances {
 
 impl CondensedDistances {
     /// Computes the distances between the rows of `points`, shape `(n_points, n_dims)`.
+    ///
+    /// Works in blocks of rows through matrix products, |a - b|^2 = |a|^2 + |b|^2 - 2 a.b,
+    /// which is several times faster than a loop over coordinates.
     pub fn new(points: ArrayView2<'_, f64>) -> CondensedDistances {
+        const BLOCK_ROWS: usize = 128;
         let n_points = points.nrows();
-        let rows: Vec<Vec<f32>> = (0..n_points)
+        let norms: Vec<f64> = points.rows().into_iter().map(|row| row.dot(&row)).collect();
+        let blocks: Vec<Vec<f32>> = (0..n_points.div_ceil(BLOCK_ROWS))
             .into_par_iter()
-            .map(|i_idx| {
-                let left = points.row(i_idx);
-                (i_idx + 1..n_points)
-                    .map(|j_idx| {
-                        let right = points.row(j_idx);
-                        let squared: f64 =
-                            left.iter().zip(right.iter()).map(|(a, b)| (a - b) * (a - b)).sum();
-                        squared.sqrt() as f32
-                    })
-                    .collect()
+            .map(|block_idx| {
+                let start = block_idx * BLOCK_ROWS;
+                let end = (start + BLOCK_ROWS).min(n_points);
+                let products =
+                    points.slice(s![start..end, ..]).dot(&points.slice(s![start.., ..]).t());
+                let mut values = Vec::new();
+                for i_idx in start..end {
+                    let row = products.row(i_idx - start);
+                    for j_idx in i_idx + 1..n_points {
+                        let squared = norms[i_idx] + norms[j_idx] - 2.0 * row[j_idx - start];
+                        values.push(squared.max(0.0).sqrt() as f32);
+                    }
+                }
+                values
             })
             .collect();
-        CondensedDistances { n_points, values: rows.concat() }
+        CondensedDistances { n_points, values: blocks.concat() }
     }
 
     pub fn n_points(&self) -> usize {
