@@ -48,7 +48,7 @@ fn array_error(path: &Path, message: impl Into<String>) -> BatchError {
 fn read_any_npy(path: &Path) -> Result<Array2<f64>, BatchError> {
     let open = || {
         std::fs::File::open(path)
-            .map_err(|source| BatchError::Io { path: path.to_path_buf(), source })
+            .map_err(|cause| BatchError::Io { path: path.to_path_buf(), cause })
     };
     macro_rules! try_type {
         ($t:ty) => {

@@ -31,8 +31,8 @@ pub enum BatchError {
     NoImages { n_skipped: usize },
     #[error("cannot read array {path}: {message}")]
     Array { path: PathBuf, message: String },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
     #[error("cancelled")]
     Cancelled,
 }

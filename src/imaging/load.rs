@@ -106,9 +106,9 @@ pub fn load_file(
     limits: &LoadLimits,
     preprocessing: &Preprocessing,
 ) -> Result<LoadedImage, ImagingError> {
-    let metadata = std::fs::metadata(path).map_err(|source| read_error(path, source))?;
+    let metadata = std::fs::metadata(path).map_err(|cause| read_error(path, cause))?;
     check_file_size(path, metadata.len(), limits)?;
-    let bytes = std::fs::read(path).map_err(|source| read_error(path, source))?;
+    let bytes = std::fs::read(path).map_err(|cause| read_error(path, cause))?;
     load_bytes(&bytes, path, limits, preprocessing)
 }
 
@@ -133,8 +133,8 @@ pub fn load_bytes(
     Ok(LoadedImage { gray, rgb, original_width_px, original_height_px, exif })
 }
 
-fn read_error(path: &Path, source: std::io::Error) -> ImagingError {
-    ImagingError::Read { path: path.to_path_buf(), source }
+fn read_error(path: &Path, cause: std::io::Error) -> ImagingError {
+    ImagingError::Read { path: path.to_path_buf(), cause }
 }
 
 fn check_file_size(path: &Path, size_bytes: u64, limits: &LoadLimits) -> Result<(), ImagingError> {
@@ -175,7 +175,7 @@ fn guessed_reader<'a>(
 ) -> Result<ImageReader<Cursor<&'a [u8]>>, ImagingError> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|source| read_error(path, source))?;
+        .map_err(|cause| read_error(path, cause))?;
     if reader.format().is_none() {
         return Err(ImagingError::UnknownFormat { path: path.to_path_buf() });
     }

@@ -18,8 +18,8 @@ pub use load::{load_bytes, load_file, ColorMode, LoadLimits, LoadedImage, Prepro
 /// Why an image could not be read. Every variant names the file it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum ImagingError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {cause}")]
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("{path} is empty (0 bytes)")]
     Empty { path: PathBuf },
     #[error("{path} is {size_bytes} bytes, over the limit of {limit_bytes} bytes")]
