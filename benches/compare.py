@@ -502,9 +502,11 @@ def main(argv):
         for name in todo:
             getattr(bench, name.replace("-", "_"))()
     total = time.perf_counter() - started
-    meta = ("%s; %d CPU(s); repeat %d (median wall time); peak RSS from %s; whole run %.0f s." % (
-        time.strftime("%Y-%m-%d %H:%M"), os.cpu_count(), args.repeat,
-        "GNU time -v" if gnu_time_works() else "wait4 rusage", total))
+    meta = ("%s; binary %s built %s; %d CPU(s); repeat %d (median wall time); peak RSS from %s; "
+            "whole run %.0f s." % (
+                time.strftime("%Y-%m-%d %H:%M"), args.binary,
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(args.binary))),
+                os.cpu_count(), args.repeat, "GNU time -v" if gnu_time_works() else "wait4 rusage", total))
     text = report(bench.rows, bench.ratios, bench.breakdowns, bench.failures, meta)
     print(text)
     if args.out:

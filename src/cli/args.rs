@@ -117,7 +117,7 @@ pub struct ModelArgs {
     #[arg(long)]
     pub dim: Option<String>,
     /// Keep three colour channels instead of one gray channel.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub color: Option<bool>,
     /// Features: pca, hog, pca-hog, pixels, ahash, phash, dhash, whash, exif-time, exif-gps
     /// [default: pca].
@@ -446,6 +446,12 @@ mod tests {
         assert_eq!(settings.fit.pca.components, ComponentCount::Variance(0.95));
         assert_eq!(settings.fit.cluster.linkage, Linkage::Ward);
         assert_eq!((settings.fit.cluster.min_clusters, settings.fit.cluster.max_clusters), (3, 25));
+    }
+
+    #[test]
+    fn color_is_a_plain_flag() {
+        assert_eq!(parse(&["--color"]).unwrap().preprocessing.color, ColorMode::Rgb);
+        assert_eq!(parse(&[]).unwrap().preprocessing.color, ColorMode::Gray);
     }
 
     #[test]

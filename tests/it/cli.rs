@@ -248,3 +248,17 @@ fn is_setting(line: &str) -> bool {
     line.split_once(" = ")
         .is_some_and(|(key, _)| key.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
 }
+
+#[test]
+fn colour_keeps_three_channels_through_to_the_mean_images() {
+    let folder = photo_folder();
+    let means = folder.path().join("means");
+    let dir = folder.path().to_str().unwrap();
+    let args = ["cluster", dir, "--color", "--dim", "32", "--k", "8", "--mean-images"];
+    let mut args = args.to_vec();
+    args.push(means.to_str().unwrap());
+    clustimage_ok(&args);
+    let mean = image::open(means.join("cluster-0-mean.png")).unwrap();
+    assert_eq!(mean.color(), image::ColorType::Rgb8);
+    assert_eq!((mean.width(), mean.height()), (32, 32));
+}
