@@ -4,8 +4,10 @@ What it measures, per input: wall time around each tool's process (Python's
 import time included), peak resident memory of that process, the number of
 clusters found, and the adjusted Rand index (ARI) against the ground-truth
 labels (for the unlabelled photos: the ARI between the two tools' labelings).
-Both tools run with their defaults; on the digits array a few non-default
-settings of our CLI are added as extra rows.
+Both tools run with their defaults (Python's PCA seeded with random_state=0;
+on the digits folder Python gets grayscale=True unless --python-colour, see
+Bench.digits_folder); on the digits array a few non-default settings of our
+CLI are added as extra rows.
 
 Inputs (under --data, default ../shared/data from the repository root):
   digits-array   digits/*.png stacked into a (5000, 400) uint8 .npy, labels.csv row order
@@ -74,7 +76,7 @@ def parse_args(argv):
     p.add_argument("--repeat", type=int, default=1, help="runs per tool and input; the median time is reported")
     p.add_argument("--no-extras", action="store_true", help="skip the non-default settings on the digits array")
     p.add_argument("--python-colour", action="store_true",
-                   help="also run Python's colour default on the digits folder (~12 min, ~10 GB on 2 cores)")
+                   help="also run Python's colour default on the digits folder (~12 min on 2 cores)")
     p.add_argument("--fashion-dir", default=FASHION_DIR)
     p.add_argument("--fashion-python", action="store_true", help="also run the Python package on Fashion-MNIST")
     p.add_argument("--python-timeout", type=float, default=1800, help="seconds before a Python run is killed")
@@ -233,7 +235,9 @@ def run_ours(binary, target, kind, workdir, repeat, extra_args=()):
 
 def run_python(python, target, kind, workdir, repeat, init=None, fit=None, timeout=None, mem_limit=None):
     """Run the Python package in a child process; return measurements, labels and its own timings."""
-    spec = {"input": target, "kind": kind, "init": {"method": "pca", **(init or {})}, "fit": fit or {},
+    # Seeded: on wide inputs (folders) the pca package refits with sklearn's randomized solver.
+    init = {"method": "pca", "params_pca": {"random_state": 0}, **(init or {})}
+    spec = {"input": target, "kind": kind, "init": init, "fit": fit or {},
             "out": os.path.join(workdir, "python.json"), "tempdir": os.path.join(workdir, "pytmp")}
     spec_path = os.path.join(workdir, "spec.json")
     with open(spec_path, "w") as f:
@@ -446,8 +450,9 @@ class Bench:
                 self.record("digits-array", "ours " + " ".join(extra), m, truth)
 
     def digits_folder(self):
-        """Python reads folders in colour by default: 3 equal channels here, 3x the PCA work and ~10 GB.
-        The default run gives it grayscale=True (our preprocessing); --python-colour adds its true default."""
+        """Python reads folders in colour by default: 3 equal channels here and 3x the PCA input
+        (~12 min on 2 cores). The default run gives it grayscale=True, our preprocessing;
+        --python-colour adds its true default."""
         digits = os.path.join(self.args.data, "digits")
         truth = dict(digits_labels(digits))
         ours, _ = self.pair("digits-folder", digits, "folder", truth, python=False)
@@ -497,16 +502,17 @@ def main(argv):
         log("nothing to run: no input has its data")
         return 0
     started = time.perf_counter()
+    built = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(args.binary)))
     with tempfile.TemporaryDirectory(prefix="clustimage-bench-") as tmp:
+        # A private copy, so that a rebuild during the run cannot mix two versions in one table.
+        source_binary, args.binary = args.binary, shutil.copy2(args.binary, os.path.join(tmp, "clustimage"))
         bench = Bench(args, tmp)
         for name in todo:
             getattr(bench, name.replace("-", "_"))()
     total = time.perf_counter() - started
     meta = ("%s; binary %s built %s; %d CPU(s); repeat %d (median wall time); peak RSS from %s; "
-            "whole run %.0f s." % (
-                time.strftime("%Y-%m-%d %H:%M"), args.binary,
-                time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(args.binary))),
-                os.cpu_count(), args.repeat, "GNU time -v" if gnu_time_works() else "wait4 rusage", total))
+            "whole run %.0f s." % (time.strftime("%Y-%m-%d %H:%M"), source_binary, built, os.cpu_count(),
+                                   args.repeat, "GNU time -v" if gnu_time_works() else "wait4 rusage", total))
     text = report(bench.rows, bench.ratios, bench.breakdowns, bench.failures, meta)
     print(text)
     if args.out:

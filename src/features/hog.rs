@@ -27,7 +27,22 @@ impl Default for HogParams {
 }
 
 /// Computes the descriptor; with the defaults on a 128x128 image it has 2,048 values.
+///
+/// An image whose sides are not multiples of the cell side loses the remainder, split
+/// between its edges (a 20x20 digit keeps its central 16x16 at 8-pixel cells).
 pub fn descriptor(image: &GrayImage, params: &HogParams) -> Result<Vec<f32>, FeatureError> {
+    let cell = params.cell_px.max(1) as u32;
+    let (width, height) = (image.width() / cell * cell, image.height() / cell * cell);
+    if width == 0 || height == 0 {
+        let message = format!(
+            "a {}x{} image is smaller than one {cell}x{cell} cell",
+            image.width(),
+            image.height()
+        );
+        return Err(FeatureError::Hog { message });
+    }
+    let (left, top) = ((image.width() - width) / 2, (image.height() - height) / 2);
+    let cropped = image::imageops::crop_imm(image, left, top, width, height).to_image();
     let options = HogOptions {
         orientations: params.orientations,
         signed: false,
@@ -35,7 +50,7 @@ pub fn descriptor(image: &GrayImage, params: &HogParams) -> Result<Vec<f32>, Fea
         block_side: params.block_cells,
         block_stride: 1,
     };
-    hog(image, options).map_err(|message| FeatureError::Hog { message })
+    hog(&cropped, options).map_err(|message| FeatureError::Hog { message })
 }
 
 #[cfg(test)]
@@ -64,8 +79,11 @@ mod tests {
     }
 
     #[test]
-    fn image_not_divisible_into_cells_is_an_error() {
-        let image = GrayImage::new(13, 13);
-        assert!(descriptor(&image, &HogParams::default()).is_err());
+    fn sides_that_are_not_whole_cells_are_cropped() {
+        let image = GrayImage::from_fn(20, 20, |x, y| image::Luma([((x * 7 + y * 3) % 256) as u8]));
+        let values = descriptor(&image, &HogParams::default()).unwrap();
+        assert_eq!(values.len(), 2 * 2 * 8);
+        let error = descriptor(&GrayImage::new(5, 12), &HogParams::default()).unwrap_err();
+        assert!(error.to_string().contains("5x12"), "{error}");
     }
 }
