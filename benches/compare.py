@@ -18,8 +18,8 @@ Inputs (under --data, default ../shared/data from the repository root):
 
 Reproduce (from the repository root):
   cargo build --release
-  /work/pyenv/bin/python benches/compare.py --out benches/results.md
-  /work/pyenv/bin/python benches/compare.py --only fashion
+  .venv/bin/python benches/compare.py --out benches/results.md
+  .venv/bin/python benches/compare.py --only fashion
 
 The Python interpreter given by --python (default: the running one) must have
 clustimage installed; the running one needs numpy, Pillow and scikit-learn.
