@@ -1,7 +1,6 @@
 //! Loading many files in parallel into one table of features and thumbnails.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ndarray::Array2;
 use rayon::prelude::*;
@@ -66,7 +65,6 @@ pub fn extract_files(
     on_progress: &(dyn Fn() + Sync),
 ) -> Result<Extracted, BatchError> {
     options.preprocessing.validate()?;
-    let n_done = AtomicUsize::new(0);
     let outcomes: Vec<Option<Result<Row, Skipped>>> = paths
         .par_iter()
         .map(|path| {
@@ -74,7 +72,6 @@ pub fn extract_files(
                 return None;
             }
             let outcome = extract_one(path, options);
-            n_done.fetch_add(1, Ordering::Relaxed);
             on_progress();
             Some(outcome)
         })

@@ -2,8 +2,9 @@
 //!
 //! The steps follow the Python package: decode, orient by EXIF, reduce to one gray
 //! channel (or keep three), and resize to a fixed square with an area average, ignoring
-//! the aspect ratio (enlarging, for images smaller than the thumbnail, is bilinear). Limits on the file size and the pixel count are checked before the
-//! pixels are allocated, so a decompression bomb is refused cheaply.
+//! the aspect ratio (enlarging, for images smaller than the thumbnail, is bilinear).
+//! Limits on the file size and the pixel count are checked before the pixels are
+//! allocated, so a decompression bomb is refused cheaply.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
