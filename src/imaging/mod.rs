@@ -2,9 +2,9 @@
 //! applying the EXIF orientation, and reducing them to the small grayscale (or colour)
 //! thumbnails the feature extractors work on.
 //!
-//! This layer knows nothing of features or clustering. Decoding goes through the `image`
-//! crate; JPEG decoding at full resolution dominates the cost of a run and is not yet
-//! accelerated by DCT-domain downscaling.
+//! This layer knows nothing of features or clustering. JPEGs are decoded at a reduced DCT
+//! scale (`jpeg-decoder`), everything else through the `image` crate; decoding still
+//! dominates the cost of a run, and large PNGs and WebPs are decoded at full size.
 
 pub mod discover;
 pub mod exif;
