@@ -123,8 +123,9 @@ pub fn load_bytes(
     check_file_size(path, bytes.len() as u64, limits)?;
     let exif = read_exif(bytes);
     let smallest_side = preprocessing.width_px.max(preprocessing.height_px);
-    let (decoded, (full_width, full_height)) = match decode_scaled_jpeg(bytes, smallest_side) {
-        Some(scaled) => check_pixels(path, scaled, limits)?,
+    let scaled = decode_scaled_jpeg(bytes, smallest_side, limits.max_image_pixels);
+    let (decoded, (full_width, full_height)) = match scaled {
+        Some(scaled) => scaled,
         None => decode(bytes, path, limits).map(|image| {
             let size = (image.width(), image.height());
             (image, size)
@@ -186,9 +187,10 @@ type Decoded = (DynamicImage, (u32, u32));
 
 /// Decodes a JPEG at the smallest DCT scale (1/8, 1/4, 1/2 or 1) whose sides are still at
 /// least `smallest_side`: skipping the fine coefficients costs nothing in a thumbnail and
-/// makes decoding several times faster. `None` for anything else, or any trouble, so that
-/// the general decoder takes over and reports errors.
-fn decode_scaled_jpeg(bytes: &[u8], smallest_side: u32) -> Option<Decoded> {
+/// makes decoding several times faster. `None` for anything else, for an original over
+/// `max_image_pixels`, or on any trouble, so that the general decoder takes over and
+/// reports the error (before decoding anything, for the pixel limit).
+fn decode_scaled_jpeg(bytes: &[u8], smallest_side: u32, max_image_pixels: u64) -> Option<Decoded> {
     if !bytes.starts_with(&[0xff, 0xd8]) {
         return None;
     }
@@ -196,6 +198,9 @@ fn decode_scaled_jpeg(bytes: &[u8], smallest_side: u32) -> Option<Decoded> {
     decoder.read_info().ok()?;
     let info = decoder.info()?;
     let full_size = (u32::from(info.width), u32::from(info.height));
+    if u64::from(full_size.0) * u64::from(full_size.1) > max_image_pixels {
+        return None;
+    }
     let side = u16::try_from(smallest_side).unwrap_or(u16::MAX);
     let (width, height) = decoder.scale(side, side).ok()?;
     let (width, height) = (u32::from(width), u32::from(height));
@@ -210,21 +215,6 @@ fn decode_scaled_jpeg(bytes: &[u8], smallest_side: u32) -> Option<Decoded> {
         jpeg_decoder::PixelFormat::L16 | jpeg_decoder::PixelFormat::CMYK32 => return None,
     };
     Some((image, full_size))
-}
-
-/// Refuses a decoded image whose original has more pixels than the limit.
-fn check_pixels(
-    path: &Path,
-    decoded: Decoded,
-    limits: &LoadLimits,
-) -> Result<Decoded, ImagingError> {
-    let (width, height) = decoded.1;
-    if u64::from(width) * u64::from(height) > limits.max_image_pixels {
-        let limit_pixels = limits.max_image_pixels;
-        let path = path.to_path_buf();
-        return Err(ImagingError::TooManyPixels { path, width, height, limit_pixels });
-    }
-    Ok(decoded)
 }
 
 fn guessed_reader<'a>(
@@ -363,7 +353,7 @@ mod jpeg_tests {
     #[test]
     fn scaled_jpeg_decoding_matches_full_decoding_in_the_thumbnail() {
         let bytes = photo();
-        let (scaled, full_size) = decode_scaled_jpeg(&bytes, 128).unwrap();
+        let (scaled, full_size) = decode_scaled_jpeg(&bytes, 128, u64::MAX).unwrap();
         let full = image::load_from_memory(&bytes).unwrap();
         assert_eq!(full_size, (full.width(), full.height()));
         assert!(scaled.width() >= 128 && scaled.width() < full.width());
