@@ -40,7 +40,7 @@ pub enum BatchError {
 /// The model's input for the extracted images: their vectors, or for EXIF methods the
 /// time or place of each photo. A photo without an EXIF time falls back to its file's
 /// modification time, as in the Python package; arrays have neither.
-pub fn fit_input(extracted: &Extracted, method: FeatureMethod) -> FitInput {
+pub fn fit_input(extracted: &Extracted, method: FeatureMethod) -> FitInput<'_> {
     match method {
         FeatureMethod::ExifTime => {
             let times = extracted
@@ -58,7 +58,7 @@ pub fn fit_input(extracted: &Extracted, method: FeatureMethod) -> FitInput {
                 extracted.exif.iter().map(|exif| exif.as_ref().and_then(|e| e.gps)).collect();
             FitInput::Exif(ExifInput::Positions(positions))
         }
-        _ => FitInput::Vectors(extracted.vectors.clone()),
+        _ => FitInput::Vectors(extracted.vectors.view()),
     }
 }
 

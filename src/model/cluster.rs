@@ -451,7 +451,6 @@ fn dbscan(
         Some(eps) => vec![eps],
         None => eps_candidates(&distances, params.min_samples),
     };
-    let mut best: Option<(SearchScore, Vec<Option<usize>>)> = None;
     let mut scores = Vec::new();
     for eps in candidates {
         check_cancel(cancel)?;
@@ -462,18 +461,12 @@ fn dbscan(
         // that a radius leaving most images as noise does not win by default.
         let share = clustered as f64 / labels.len() as f64;
         let score = scorer.silhouette(&labels).map(|s| s * share);
-        let candidate = SearchScore { k, eps: Some(eps), score };
-        scores.push(candidate);
-        let better = best.as_ref().is_none_or(|(b, _)| match (candidate.score, b.score) {
-            (Some(c), Some(b)) => c > b,
-            (Some(_), None) => true,
-            _ => false,
-        });
-        if better {
-            best = Some((candidate, labels));
-        }
+        scores.push(SearchScore { k, eps: Some(eps), score });
     }
-    let (chosen, labels) = best.expect("at least one candidate eps");
+    // The plain best radius: the tolerance is for numbers of clusters, not radii.
+    let chosen = scores[choose_candidate(Evaluation::Silhouette, &scores, 0.0)];
+    let eps = chosen.eps.expect("every DBSCAN candidate has a radius");
+    let labels = dbscan_labels(&distances, eps, params.min_samples);
     let chosen = params.eps.is_none().then_some(chosen);
     Ok(Outcome { labels, scores, chosen, dendrogram: Vec::new() })
 }

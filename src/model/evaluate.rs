@@ -214,8 +214,12 @@ fn point_silhouette(
     Some(if spread > 0.0 { (nearest_other - within) / spread } else { 0.0 })
 }
 
-fn euclidean<'a>(a: impl Iterator<Item = &'a f64>, b: impl Iterator<Item = &'a f64>) -> f64 {
-    a.zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt()
+/// The Euclidean distance between two equally long sequences of coordinates.
+pub(crate) fn euclidean<'a, 'b>(
+    a: impl IntoIterator<Item = &'a f64>,
+    b: impl IntoIterator<Item = &'b f64>,
+) -> f64 {
+    a.into_iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt()
 }
 
 #[cfg(test)]

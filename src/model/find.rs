@@ -9,6 +9,7 @@
 use ndarray::{ArrayView1, ArrayView2, Axis};
 
 use super::distribution::{self, FittedDistribution};
+use super::evaluate::euclidean;
 use super::ModelError;
 
 /// What makes an image a hit.
@@ -101,10 +102,6 @@ pub fn find(
         hits.truncate(k);
     }
     hits
-}
-
-fn euclidean(a: ArrayView1<'_, f64>, b: ArrayView1<'_, f64>) -> f64 {
-    a.iter().zip(b.iter()).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt()
 }
 
 #[cfg(test)]

@@ -96,10 +96,11 @@ impl FitParams {
 }
 
 /// The input of a fit: a feature vector per image, or EXIF fields for EXIF methods.
+/// Vectors are borrowed: they are the largest array of a run and need no copy.
 #[derive(Debug, Clone)]
-pub enum FitInput {
+pub enum FitInput<'a> {
     /// Shape `(n_images, n_features)`.
-    Vectors(Array2<f32>),
+    Vectors(ArrayView2<'a, f32>),
     Exif(ExifInput),
 }
 
@@ -123,13 +124,13 @@ pub struct Model {
 
 /// Fits the whole model: reduce, embed if needed, cluster, pick representatives.
 pub fn fit(
-    input: &FitInput,
+    input: &FitInput<'_>,
     params: &FitParams,
     cancel: &CancelToken,
 ) -> Result<Model, ModelError> {
     let started = std::time::Instant::now();
     let (pca, features) = match input {
-        FitInput::Vectors(vectors) => reduce(vectors.view(), params)?,
+        FitInput::Vectors(vectors) => reduce(*vectors, params)?,
         FitInput::Exif(exif) => return geo::fit(exif, params, cancel),
     };
     tracing::debug!(

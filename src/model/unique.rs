@@ -7,7 +7,7 @@
 use ndarray::{Array2, ArrayView2, Axis};
 
 use super::cluster::centroids;
-use super::evaluate::cluster_sizes;
+use super::evaluate::{cluster_sizes, euclidean};
 
 /// The image that stands for a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -34,7 +34,7 @@ pub fn representatives(
     for (image_idx, (row, label)) in space.axis_iter(Axis(0)).zip(labels).enumerate() {
         let Some(cluster) = *label else { continue };
         let centre = centres.row(cluster);
-        let distance = row.iter().zip(centre).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+        let distance = euclidean(row, centre);
         let slot = &mut best[cluster];
         if slot.is_none_or(|current| distance < current.distance_to_centre) {
             let size = sizes[cluster];
