@@ -6,7 +6,10 @@
 //! - [`imaging`]: finding, reading, decoding and shrinking image files;
 //! - [`features`]: pixels, HOG and perceptual hashes of a thumbnail;
 //! - [`model`]: PCA, clustering and the choice of k, embedding, representatives, `find`;
+//! - [`index`]: the vector index (HNSW) over a model's projected features;
+//! - [`store`]: the daemon's sled database: files, contents, features;
 //! - [`batch`]: the engine run once over a folder or an array, and organising files;
+//! - [`daemon`]: the running library: watch, ingest, refit, status and events;
 //! - [`cli`]: the `clustimage` command line.
 //!
 //! See `ARCHITECTURE.md` for the data flow and the invariants.
@@ -14,6 +17,9 @@
 pub mod batch;
 pub mod cancel;
 pub mod cli;
+pub mod daemon;
 pub mod features;
 pub mod imaging;
+pub mod index;
 pub mod model;
+pub mod store;

@@ -9,9 +9,14 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // The daemon reports each step of its life; batch commands speak only when asked.
+    let serving = matches!(cli.command, cli::Command::Serve(_));
+    init_logging(cli.verbose, if serving { "info" } else { "warn" });
     let cancel = CancelToken::new();
-    install_interrupt_handler(cancel.clone());
+    if !serving {
+        // The daemon handles SIGINT and SIGTERM itself, to shut down cleanly.
+        install_interrupt_handler(cancel.clone());
+    }
     match cli::run(cli, &cancel) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) if cancel.is_cancelled() => {
@@ -25,12 +30,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbosity: u8) {
-    let default = match verbosity {
-        0 => "clustimage=warn",
-        1 => "clustimage=debug",
-        _ => "clustimage=trace",
+fn init_logging(verbosity: u8, quiet_level: &str) {
+    let level = match verbosity {
+        0 => quiet_level,
+        1 => "debug",
+        _ => "trace",
     };
+    let default = format!("clustimage={level}");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

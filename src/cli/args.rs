@@ -34,6 +34,8 @@ pub enum Command {
     Cluster(ClusterArgs),
     /// Find the images of a folder most like each query image.
     Find(FindArgs),
+    /// Run the daemon: watch folders, index them as they change, refit in the background.
+    Serve(super::serve::ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -108,7 +110,7 @@ impl From<ActionArg> for Action {
 #[derive(Debug, Clone, Default, Args, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ModelArgs {
-    /// Read defaults for these options from the [cluster] table of a TOML file.
+    /// Read defaults from a TOML file ([cluster], and for serve [daemon] and [index]).
     #[arg(long, value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
@@ -217,26 +219,15 @@ pub struct Settings {
     pub fit: FitParams,
 }
 
-/// The `[cluster]` table of a configuration file.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    #[serde(default)]
-    cluster: ModelArgs,
-}
-
 impl ModelArgs {
     /// Merges flags over the configuration file (if any) and validates the result.
     pub fn settings(&self) -> anyhow::Result<Settings> {
-        let merged = match &self.config {
-            Some(path) => self.clone().or(read_config(path)?),
-            None => self.clone(),
-        };
-        merged.validate()
+        let file = super::config_file::load(self.config.as_deref())?;
+        self.clone().or(file.cluster).validate()
     }
 
     /// Each option from `self` when given, else from `fallback`.
-    fn or(self, fallback: ModelArgs) -> ModelArgs {
+    pub(crate) fn or(self, fallback: ModelArgs) -> ModelArgs {
         ModelArgs {
             config: self.config,
             dim: self.dim.or(fallback.dim),
@@ -271,7 +262,7 @@ impl ModelArgs {
         }
     }
 
-    fn validate(&self) -> anyhow::Result<Settings> {
+    pub(crate) fn validate(&self) -> anyhow::Result<Settings> {
         let method = match &self.method {
             Some(name) => FeatureMethod::from_name(name)
                 .with_context(|| format!("--method: unknown method {name:?}"))?,
@@ -416,14 +407,6 @@ fn parse_dim(text: &str) -> anyhow::Result<(u32, u32)> {
         [width, height] => Ok((number(width)?, number(height)?)),
         _ => bail!("{text:?} is not WIDTHxHEIGHT"),
     }
-}
-
-fn read_config(path: &PathBuf) -> anyhow::Result<ModelArgs> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read configuration {}", path.display()))?;
-    let file: ConfigFile = toml::from_str(&text)
-        .with_context(|| format!("invalid configuration {}", path.display()))?;
-    Ok(file.cluster)
 }
 
 #[cfg(test)]

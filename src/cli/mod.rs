@@ -5,8 +5,10 @@
 
 pub mod args;
 mod cluster;
+pub mod config_file;
 mod find;
 mod progress;
+pub mod serve;
 mod table;
 
 use anyhow::Result;
@@ -20,5 +22,6 @@ pub fn run(cli: Cli, cancel: &CancelToken) -> Result<()> {
     match cli.command {
         Command::Cluster(args) => cluster::run(&args, cancel),
         Command::Find(args) => find::run(&args, cancel),
+        Command::Serve(args) => serve::run(&args),
     }
 }

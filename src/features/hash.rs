@@ -138,6 +138,14 @@ impl ImageHash {
         Self { words, n_bits }
     }
 
+    /// The hash as one word, when it has at most 64 bits.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self.words.as_slice() {
+            [word] => Some(*word),
+            _ => None,
+        }
+    }
+
     /// Bit `index`; out-of-range bits (possible only in a malformed deserialized hash) read 0.
     fn bit(&self, index: usize) -> bool {
         self.words.get(index / 64).is_some_and(|word| (word >> (index % 64)) & 1 == 1)

@@ -121,6 +121,10 @@ pub fn load_bytes(
     preprocessing: &Preprocessing,
 ) -> Result<LoadedImage, ImagingError> {
     check_file_size(path, bytes.len() as u64, limits)?;
+    if is_truncated_jpeg(bytes) {
+        let message = "truncated: the JPEG data has no end-of-image marker".to_string();
+        return Err(ImagingError::Decode { path: path.to_path_buf(), message });
+    }
     let exif = read_exif(bytes);
     let smallest_side = preprocessing.width_px.max(preprocessing.height_px);
     let scaled = decode_scaled_jpeg(bytes, smallest_side, limits.max_image_pixels);
@@ -190,6 +194,21 @@ type Decoded = (DynamicImage, (u32, u32));
 /// makes decoding several times faster. `None` for anything else, for an original over
 /// `max_image_pixels`, or on any trouble, so that the general decoder takes over and
 /// reports the error (before decoding anything, for the pixel limit).
+/// True for a JPEG whose compressed data stops before its end-of-image marker: decoders
+/// fill the missing part with gray, so a half-copied photo would pass for a picture.
+///
+/// Inside the entropy-coded data every `0xFF` byte is followed by `0x00` or a restart
+/// marker, so the first `FF D9` after the first start-of-scan is the real end marker.
+fn is_truncated_jpeg(bytes: &[u8]) -> bool {
+    if !bytes.starts_with(&[0xff, 0xd8]) {
+        return false;
+    }
+    let Some(scan) = bytes.windows(2).position(|pair| pair == [0xff, 0xda]) else {
+        return true;
+    };
+    !bytes[scan..].windows(2).any(|pair| pair == [0xff, 0xd9])
+}
+
 fn decode_scaled_jpeg(bytes: &[u8], smallest_side: u32, max_image_pixels: u64) -> Option<Decoded> {
     if !bytes.starts_with(&[0xff, 0xd8]) {
         return None;
@@ -288,6 +307,20 @@ mod tests {
         let mut bytes = Vec::new();
         image.write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png).unwrap();
         bytes
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_an_error_not_a_gray_picture() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photos");
+        let bytes = std::fs::read(fixtures.join("020_Flow_half.jpg")).unwrap();
+        let (limits, preprocessing) = (LoadLimits::default(), Preprocessing::default());
+        load_bytes(&bytes, Path::new("whole.jpg"), &limits, &preprocessing).unwrap();
+        for cut in [bytes.len() / 3, bytes.len() - 2] {
+            let error = load_bytes(&bytes[..cut], Path::new("cut.jpg"), &limits, &preprocessing)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("cut.jpg") && error.contains("truncated"), "{error}");
+        }
     }
 
     #[test]

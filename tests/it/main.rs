@@ -4,5 +4,6 @@
 
 mod cli;
 mod common;
+mod daemon;
 mod engine;
 mod find;
