@@ -13,6 +13,9 @@ use crate::index::IndexParams;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Print the settings in effect (file, environment and flags merged) and exit.
+    #[arg(long)]
+    pub check: bool,
     #[command(flatten)]
     pub daemon: DaemonArgs,
     #[command(flatten)]
@@ -152,6 +155,10 @@ fn default_data_dir() -> Option<PathBuf> {
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let config = config(args)?;
+    if args.check {
+        println!("{config:#?}");
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("clustimage")

@@ -60,6 +60,10 @@ struct RefitState {
     waiters: Vec<oneshot::Sender<Result<RefitSummary, String>>>,
     /// Set once the first scan is over and the saved model was checked against the store.
     checked_at_start: bool,
+    /// The number of images the last failed refit had: no retry until that changes.
+    failed_with: Option<usize>,
+    /// The number of images of the refit running.
+    images: usize,
 }
 
 pub(super) struct Coordinator {
@@ -631,9 +635,17 @@ impl Coordinator {
                 }
             }
         }
-        if self.refit.checked_at_start
-            && self.changes_since_model >= self.config.refit_after_changes
-        {
+        if !self.refit.checked_at_start || self.refit.running {
+            return;
+        }
+        if self.changes_since_model >= self.config.refit_after_changes {
+            self.start_refit();
+            return;
+        }
+        // The first model comes as soon as there are enough images, not at the next tick.
+        let images = self.shared.library.catalog.read().expect("catalog lock").n_images();
+        let first = self.library().view().is_none() && images >= self.config.min_images;
+        if first && quiet && self.refit.failed_with != Some(images) {
             self.start_refit();
         }
     }
@@ -648,6 +660,7 @@ impl Coordinator {
         }
         let contents = self.shared.library.catalog.read().expect("catalog lock").contents();
         self.refit.running = true;
+        self.refit.images = contents.len();
         self.refit.cancel = CancelToken::new();
         let images = contents.len() as u64;
         tracing::info!(images, "refit started");
@@ -665,6 +678,7 @@ impl Coordinator {
 
     fn finish_refit(&mut self, result: Result<View, RefitError>, changes_at_start: u64) {
         self.refit.running = false;
+        self.refit.failed_with = result.is_err().then_some(self.refit.images);
         let outcome = match result {
             Ok(view) => {
                 let view = Arc::new(view);

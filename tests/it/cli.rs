@@ -241,6 +241,15 @@ fn the_bundled_configuration_file_is_valid() {
     let result =
         cluster_json(&[folder.path().to_str().unwrap(), "--config", all_keys.to_str().unwrap()]);
     assert_eq!(result["n_clusters"], 3);
+    // The daemon's tables too, with the environment over the file.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_clustimage"))
+        .args(["serve", "--check", "--config", all_keys.to_str().unwrap()])
+        .env("CLUSTIMAGE__INDEX__EF_SEARCH", "99")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("workers: 4") && stdout.contains("ef_search: 99"), "{stdout}");
 }
 
 /// True for `key = value` with a plain key, as opposed to prose.

@@ -234,6 +234,68 @@ async fn a_restart_decodes_nothing_and_refits_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_model_comes_with_enough_images_and_refits_follow_changes() {
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut config = config(root.path(), data.path());
+    config.refit_after_changes = 3;
+    config.min_images = 6;
+    let (daemon, handle) = start(config).await;
+    let mut events = handle.subscribe();
+    let photos = photo_paths(&fixture("photos"));
+    for path in &photos[..6] {
+        std::fs::copy(path, root.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let first = expect_event(&mut events, "a first model", |event| {
+        matches!(event, Event::RefitFinished { .. })
+    })
+    .await;
+    assert!(matches!(first, Event::RefitFinished { images: 6, .. }), "{first:?}");
+    for path in &photos[6..9] {
+        std::fs::copy(path, root.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let next = expect_event(&mut events, "a refit after three changes", |event| {
+        matches!(event, Event::RefitFinished { images: 9, .. })
+    })
+    .await;
+    assert!(matches!(next, Event::RefitFinished { images: 9, .. }));
+    daemon.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_index_is_rebuilt_and_a_damaged_model_refitted() {
+    let root = crate::common::photo_folder();
+    let data = tempfile::tempdir().unwrap();
+    let (daemon, handle) = start(config(root.path(), data.path())).await;
+    wait_settled(&handle, 12).await;
+    drop(handle);
+    daemon.shutdown().await.unwrap();
+    // Truncate every file of the saved index.
+    for entry in walkdir::WalkDir::new(data.path().join("index")) {
+        let entry = entry.unwrap();
+        if entry.file_type().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            std::fs::write(entry.path(), &bytes[..bytes.len() / 2]).unwrap();
+        }
+    }
+    let (daemon, handle) = start(config(root.path(), data.path())).await;
+    wait_settled(&handle, 12).await;
+    handle.idle().await.unwrap();
+    assert_eq!(handle.status().counters.refits, 0, "the index is rebuilt from the saved model");
+    let library = handle.library();
+    let any = library.catalog.read().unwrap().contents()[0];
+    assert_eq!(library.similar_to(&any, 4).unwrap().len(), 4);
+    drop(handle);
+    daemon.shutdown().await.unwrap();
+    std::fs::write(data.path().join("model.bin"), b"garbage").unwrap();
+    let (daemon, handle) = start(config(root.path(), data.path())).await;
+    wait_settled(&handle, 12).await;
+    assert_eq!(handle.status().counters.refits, 1, "an unreadable model is refitted");
+    assert_eq!(handle.status().counters.decoded, 0);
+    daemon.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_root_that_goes_away_and_comes_back_loses_nothing() {
     let parent = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
