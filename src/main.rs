@@ -1,5 +1,6 @@
 //! The `clustimage` binary: logging, Ctrl-C, and a hand-off to [`clustimage::cli`].
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -38,7 +39,12 @@ fn init_logging(verbosity: u8, quiet_level: &str) {
     };
     let default = format!("clustimage={level}");
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let colour = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .init();
 }
 
 /// The first Ctrl-C asks the work to stop; a second one ends the process at once.

@@ -147,7 +147,6 @@ impl Coordinator {
             let available = scan::root_available(path, &library.store);
             if available {
                 watcher.watch(path)?;
-                tracing::info!(root = %path.display(), "watching");
             } else {
                 tracing::warn!(
                     root = %path.display(),

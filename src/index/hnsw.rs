@@ -31,7 +31,7 @@ use hnsw_rs::hnsw::{Hnsw, Neighbour};
 use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::DistL2;
 use serde::{Deserialize, Serialize};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::{euclidean, Hit, IndexError, IndexParams, NearestK, PointId, VectorIndex};
 
@@ -107,7 +107,7 @@ impl HnswIndex {
         index.orphans = find_orphans(&index.graph);
         let n_orphans = index.orphans.len();
         let elapsed_ms = elapsed_ms(started);
-        info!(n_points = points.len(), n_orphans, dim, elapsed_ms, "index built");
+        debug!(n_points = points.len(), n_orphans, dim, elapsed_ms, "index built");
         Ok(index)
     }
 
@@ -134,7 +134,7 @@ impl HnswIndex {
         }
 
         let n_points = saved?;
-        info!(path = %target.display(), n_points, elapsed_ms = elapsed_ms(started), "index saved");
+        debug!(path = %target.display(), n_points, elapsed_ms = elapsed_ms(started), "index saved");
         Ok(())
     }
 
@@ -174,7 +174,7 @@ impl HnswIndex {
 
         let (n_points, n_orphans) = (index.len(), index.orphans.len());
         let elapsed_ms = elapsed_ms(started);
-        info!(path = %folder.display(), n_points, n_orphans, elapsed_ms, "index loaded");
+        debug!(path = %folder.display(), n_points, n_orphans, elapsed_ms, "index loaded");
         Ok(index)
     }
 
