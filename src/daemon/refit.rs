@@ -4,6 +4,9 @@
 //! Both are written beside the old ones and renamed into place, so a crash leaves either
 //! the old pair or the new one. Both are derived: a model that cannot be read is refitted,
 //! an index that fails its checks is rebuilt from the model.
+//!
+//! A refit never holds every raw feature vector at once (the pixels of a 128x128 thumbnail
+//! are 64 KB): the PCA is fitted on a sample and the store is projected a chunk at a time.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,7 +18,8 @@ use ndarray::Array2;
 use super::library::{Fitted, View};
 use crate::cancel::CancelToken;
 use crate::index::{HnswIndex, IndexError, IndexParams, VectorIndex};
-use crate::model::{self, FitInput, FitParams, ModelError};
+use crate::model::cluster::sample_indices;
+use crate::model::{self, FitParams, ModelError, Pca};
 use crate::store::{ContentId, FeatureKey, Store, StoreError};
 
 /// Bumped whenever [`Fitted`]'s encoding changes.
@@ -71,9 +75,8 @@ pub fn refit(
         let (n_images, min_images) = (contents.len(), params.min_images);
         return Err(RefitError::TooFewImages { n_images, min_images });
     }
-    let vectors = load_vectors(&contents, store, &params.feature_key)?;
-    let model = model::fit(&FitInput::Vectors(vectors.view()), &params.fit, cancel)?;
-    drop(vectors);
+    let (pca, features) = reduce(&contents, store, params, cancel)?;
+    let model = model::fit_reduced(pca, features, &params.fit, cancel)?;
     let fitted = Fitted {
         fingerprint: params.fingerprint(&contents),
         contents,
@@ -84,6 +87,38 @@ pub fn refit(
     let index = build_index(&fitted, &params.index)?;
     save(&fitted, &index, data_dir)?;
     Ok(View::new(Arc::new(fitted), index))
+}
+
+/// Rows read from the store at once while projecting.
+const PROJECT_CHUNK: usize = 4096;
+
+/// The reduced features of `contents`, without ever holding every raw vector: the PCA is
+/// fitted on a seeded sample, then the store is read and projected a chunk at a time.
+/// Methods without PCA keep their raw features, widened to `f64`.
+fn reduce(
+    contents: &[ContentId],
+    store: &Store,
+    params: &RefitParams,
+    cancel: &CancelToken,
+) -> Result<(Option<Pca>, Array2<f64>), RefitError> {
+    let key = &params.feature_key;
+    if !params.fit.method.uses_pca() {
+        return Ok((None, load_vectors(contents, store, key)?.mapv(f64::from)));
+    }
+    let pca_params = &params.fit.pca;
+    let sample = sample_indices(contents.len(), pca_params.max_fit_images, pca_params.seed);
+    let sampled: Vec<ContentId> = sample.iter().map(|&row| contents[row]).collect();
+    let pca = Pca::fit(load_vectors(&sampled, store, key)?.view(), pca_params)?;
+    let mut features = Array2::zeros((contents.len(), pca.n_components()));
+    for (chunk_idx, chunk) in contents.chunks(PROJECT_CHUNK).enumerate() {
+        if cancel.is_cancelled() {
+            return Err(ModelError::Cancelled.into());
+        }
+        let projected = pca.transform(load_vectors(chunk, store, key)?.view());
+        let start = chunk_idx * PROJECT_CHUNK;
+        features.slice_mut(ndarray::s![start..start + chunk.len(), ..]).assign(&projected);
+    }
+    Ok((Some(pca), features))
 }
 
 /// Stacks the stored feature vectors of `contents` into one table.

@@ -138,6 +138,21 @@ pub fn fit(
         dims = features.ncols(),
         "reduced"
     );
+    fit_reduced(pca, features, params, cancel)
+}
+
+/// Fits the rest of the model (embedding, clustering, representatives) on features that
+/// are already reduced: PCA scores from `pca`, or the raw features when there is no PCA.
+///
+/// This is the second half of [`fit`], for callers that cannot hold every raw feature
+/// vector in memory at once: they fit the PCA on a sample and project the rest in chunks.
+pub fn fit_reduced(
+    pca: Option<Pca>,
+    features: Array2<f64>,
+    params: &FitParams,
+    cancel: &CancelToken,
+) -> Result<Model, ModelError> {
+    let started = std::time::Instant::now();
     check(cancel)?;
     let embedding = embed(features.view(), pca.as_ref(), params, cancel)?;
     tracing::debug!(elapsed_s = started.elapsed().as_secs_f64(), "embedded");

@@ -491,11 +491,9 @@ fn sigterm_stops_the_daemon_cleanly() {
         }
     }
     assert!(log.iter().any(|line| line.contains("scan finished")), "{log:#?}");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     log.extend(lines.map(Result::unwrap));
     let exit = child.wait().unwrap();
     assert!(exit.success(), "exit {exit:?}: {log:#?}");
