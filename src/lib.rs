@@ -10,6 +10,7 @@
 //! - [`store`]: the daemon's sled database: files, contents, features;
 //! - [`batch`]: the engine run once over a folder or an array, and organising files;
 //! - [`daemon`]: the running library: watch, ingest, refit, status and events;
+//! - [`server`]: the gRPC API over a running daemon, and its client;
 //! - [`cli`]: the `clustimage` command line.
 //!
 //! See `ARCHITECTURE.md` for the data flow and the invariants.
@@ -22,4 +23,5 @@ pub mod features;
 pub mod imaging;
 pub mod index;
 pub mod model;
+pub mod server;
 pub mod store;

@@ -24,18 +24,36 @@ pub struct Cli {
     /// More log output (-v: debug, -vv: trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    #[command(flatten)]
+    pub connection: super::client::Connection,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Cluster the images under one or more folders (or the rows of a .npy array).
+    /// Cluster the images under one or more folders (or the rows of a .npy array); or,
+    /// given a cluster id that is not a path, list that cluster of the daemon's model.
     Cluster(ClusterArgs),
-    /// Find the images of a folder most like each query image.
+    /// Find the images most like each query image: in folders (--in), or in the daemon's
+    /// library.
     Find(FindArgs),
     /// Run the daemon: watch folders, index them as they change, refit in the background.
     Serve(super::serve::ServeArgs),
+    /// The daemon's counts, counters and model.
+    Status(super::client::Output),
+    /// The daemon's clusters, largest first.
+    Clusters(super::client::Output),
+    /// The representative image of every cluster.
+    Unique(super::client::Output),
+    /// What the daemon knows about one file.
+    Image(super::client::PathArgs),
+    /// Ask the daemon to look at a file or folder now.
+    Ingest(super::client::IngestArgs),
+    /// Ask the daemon to refit its model now.
+    Refit(super::client::RefitArgs),
+    /// Print the daemon's events as they happen.
+    Events(super::client::EventArgs),
 }
 
 #[derive(Debug, Args)]
@@ -49,6 +67,9 @@ pub struct ClusterArgs {
     /// Write the full result as JSON to this file ("-" for standard output).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Print the full result as JSON on standard output (as `--out -`).
+    #[arg(long, conflicts_with = "out")]
+    pub json: bool,
     /// Write each cluster's mean image as a PNG into this folder.
     #[arg(long, value_name = "DIR")]
     pub mean_images: Option<PathBuf>,
@@ -70,8 +91,8 @@ pub struct FindArgs {
     /// The images to look for.
     #[arg(value_name = "QUERY", required = true)]
     pub queries: Vec<PathBuf>,
-    /// The folders to search in.
-    #[arg(long = "in", value_name = "DIR", required = true)]
+    /// The folders to search in; without it, the running daemon's library is searched.
+    #[arg(long = "in", value_name = "DIR")]
     pub library: Vec<PathBuf>,
     /// At most this many hits per query (`--k` instead fixes the number of clusters).
     #[arg(short = 'k', long = "hits", value_name = "N")]

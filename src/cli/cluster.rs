@@ -1,7 +1,7 @@
 //! `clustimage cluster`: cluster a folder or an array, print a summary, and optionally
 //! write the JSON result, the mean images, and one folder per cluster.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -30,10 +30,11 @@ pub fn run(args: &ClusterArgs, cancel: &CancelToken) -> Result<()> {
         total_s = format!("{:.2}", started.elapsed().as_secs_f64()),
         "clustering finished"
     );
-    if args.out.as_deref() != Some(Path::new("-")) {
+    let out = if args.json { Some(PathBuf::from("-")) } else { args.out.clone() };
+    if out.as_deref() != Some(Path::new("-")) {
         print!("{}", summary(&result));
     }
-    if let Some(out) = &args.out {
+    if let Some(out) = &out {
         write_json(out, &result)?;
     }
     if let Some(folder) = &args.mean_images {

@@ -80,6 +80,17 @@ pub fn run(args: &FindArgs, cancel: &CancelToken) -> Result<()> {
     Ok(())
 }
 
+/// The daemon query for `find` without `--in`.
+pub fn request(args: &FindArgs) -> super::client::FindRequest<'_> {
+    super::client::FindRequest {
+        queries: &args.queries,
+        k: args.k,
+        alpha: args.alpha,
+        max_distance: args.max_distance,
+        json: args.json,
+    }
+}
+
 /// The library row that is the query file itself, so that it is not its own hit.
 fn same_file_index(query: &std::path::Path, library: &[PathBuf]) -> Option<usize> {
     let query = query.canonicalize().ok()?;

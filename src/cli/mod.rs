@@ -4,6 +4,7 @@
 //! `--out -` or `--json` output can be piped.
 
 pub mod args;
+pub mod client;
 mod cluster;
 pub mod config_file;
 mod find;
@@ -19,9 +20,30 @@ use crate::cancel::CancelToken;
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli, cancel: &CancelToken) -> Result<()> {
-    match cli.command {
-        Command::Cluster(args) => cluster::run(&args, cancel),
-        Command::Find(args) => find::run(&args, cancel),
-        Command::Serve(args) => serve::run(&args),
+    use client::ClientCommand;
+    let connection = &cli.connection;
+    match &cli.command {
+        Command::Cluster(args) => match daemon_cluster_id(args) {
+            Some(id) => client::run(connection, ClientCommand::Cluster { id, json: args.json }),
+            None => cluster::run(args, cancel),
+        },
+        Command::Find(args) if !args.library.is_empty() => find::run(args, cancel),
+        Command::Find(args) => client::run(connection, ClientCommand::Find(find::request(args))),
+        Command::Serve(args) => serve::run(args, connection),
+        Command::Status(output) => client::run(connection, ClientCommand::Status(*output)),
+        Command::Clusters(output) => client::run(connection, ClientCommand::Clusters(*output)),
+        Command::Unique(output) => client::run(connection, ClientCommand::Unique(*output)),
+        Command::Image(args) => client::run(connection, ClientCommand::Image(args)),
+        Command::Ingest(args) => client::run(connection, ClientCommand::Ingest(args)),
+        Command::Refit(args) => client::run(connection, ClientCommand::Refit(args)),
+        Command::Events(args) => client::run(connection, ClientCommand::Events(args)),
+    }
+}
+
+/// `clustimage cluster 3` asks the daemon for its cluster 3, unless `3` is a folder here.
+fn daemon_cluster_id(args: &args::ClusterArgs) -> Option<i32> {
+    match (args.inputs.as_slice(), &args.array) {
+        ([only], None) if !only.exists() => only.to_str()?.parse().ok(),
+        _ => None,
     }
 }

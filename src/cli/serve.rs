@@ -8,8 +8,10 @@ use anyhow::Context;
 use clap::Args;
 
 use super::args::ModelArgs;
+use super::client::Connection;
 use crate::daemon::{Daemon, DaemonConfig};
 use crate::index::IndexParams;
+use crate::server::ServerConfig;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -63,6 +65,56 @@ pub struct DaemonArgs {
     pub min_images: Option<usize>,
 }
 
+/// The `[server]` table: who may call the daemon, and how much it takes at once. The
+/// token file can also be given with the global `--token-file` flag.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerArgs {
+    pub token_file: Option<PathBuf>,
+    pub max_message_bytes: Option<usize>,
+    pub max_concurrent_calls: Option<usize>,
+    pub max_event_streams: Option<usize>,
+}
+
+impl ServerArgs {
+    /// The validated server settings; `token_file` from the command line wins.
+    fn config(
+        &self,
+        listen: std::net::SocketAddr,
+        token_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<ServerConfig> {
+        let defaults = ServerConfig::default();
+        let positive = |key: &str, value: Option<usize>, default: usize| match value {
+            Some(0) => anyhow::bail!("server.{key}: must be at least 1"),
+            Some(value) => Ok(value),
+            None => Ok(default),
+        };
+        let token = match token_file.or(self.token_file.as_deref()) {
+            Some(path) => Some(crate::server::read_token(path)?),
+            None => None,
+        };
+        Ok(ServerConfig {
+            listen,
+            token,
+            max_message_bytes: positive(
+                "max-message-bytes",
+                self.max_message_bytes,
+                defaults.max_message_bytes,
+            )?,
+            max_concurrent_calls: positive(
+                "max-concurrent-calls",
+                self.max_concurrent_calls,
+                defaults.max_concurrent_calls,
+            )?,
+            max_event_streams: positive(
+                "max-event-streams",
+                self.max_event_streams,
+                defaults.max_event_streams,
+            )?,
+        })
+    }
+}
+
 /// The `[index]` table (no flags: it is tuned rarely).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -93,9 +145,12 @@ impl DaemonArgs {
     }
 }
 
-/// Builds the validated daemon settings from the command line, the file and the
-/// environment.
-pub fn config(args: &ServeArgs) -> anyhow::Result<DaemonConfig> {
+/// Builds the validated daemon and server settings from the command line, the file and
+/// the environment.
+pub fn config(
+    args: &ServeArgs,
+    connection: &Connection,
+) -> anyhow::Result<(DaemonConfig, ServerConfig)> {
     let file = super::config_file::load(args.model.config.as_deref())?;
     let settings = args.model.clone().or(file.cluster).validate()?;
     let daemon = args.daemon.clone().or(file.daemon);
@@ -141,7 +196,8 @@ pub fn config(args: &ServeArgs) -> anyhow::Result<DaemonConfig> {
         ef_search: file.index.ef_search.unwrap_or(defaults.ef_search),
     };
     config.validate()?;
-    Ok(config)
+    let server = file.server.config(config.listen, connection.token_file.as_deref())?;
+    Ok((config, server))
 }
 
 fn default_data_dir() -> Option<PathBuf> {
@@ -152,11 +208,12 @@ fn default_data_dir() -> Option<PathBuf> {
     Some(base.join("clustimage"))
 }
 
-/// Runs the daemon until SIGINT or SIGTERM.
-pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    let config = config(args)?;
+/// Runs the daemon and its gRPC server until SIGINT or SIGTERM.
+pub fn run(args: &ServeArgs, connection: &Connection) -> anyhow::Result<()> {
+    let (config, server_config) = config(args, connection)?;
     if args.check {
         println!("{config:#?}");
+        println!("{:#?}", ServerSummary::of(&server_config));
         return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -171,11 +228,33 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             workers = config.workers,
             "starting"
         );
+        // Bind first: a port in use should stop us before the store is touched.
+        let listener = crate::server::bind(server_config.listen).await?;
         let mut daemon = Daemon::start(config).await?;
+        let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut server =
+            tokio::spawn(crate::server::serve(daemon.handle(), server_config, listener, async {
+                let _ = server_stopped.await;
+            }));
         tokio::select! {
             outcome = daemon.wait() => outcome?,
+            outcome = &mut server => {
+                outcome.context("the grpc server panicked")??;
+                anyhow::bail!("the grpc server stopped on its own");
+            }
             signal = shutdown_signal() => {
                 tracing::info!(signal, "shutting down");
+                let _ = stop_server.send(());
+                // Calls in flight finish; a client that never reads its answer is not waited
+                // for long.
+                let grace = std::time::Duration::from_secs(5);
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(outcome) => outcome.context("the grpc server panicked")??,
+                    Err(_) => {
+                        tracing::warn!("calls still open after {grace:?}; closing them");
+                        server.abort();
+                    }
+                }
                 daemon.shutdown().await?;
             }
         }
@@ -195,5 +274,28 @@ async fn shutdown_signal() -> &'static str {
     tokio::select! {
         _ = interrupt.recv() => "SIGINT",
         _ = terminate.recv() => "SIGTERM",
+    }
+}
+
+/// What `serve --check` prints of the server settings: the token itself stays secret.
+#[derive(Debug)]
+#[allow(dead_code)] // read through Debug only
+struct ServerSummary {
+    listen: std::net::SocketAddr,
+    token: &'static str,
+    max_message_bytes: usize,
+    max_concurrent_calls: usize,
+    max_event_streams: usize,
+}
+
+impl ServerSummary {
+    fn of(config: &ServerConfig) -> ServerSummary {
+        ServerSummary {
+            listen: config.listen,
+            token: if config.token.is_some() { "set" } else { "none" },
+            max_message_bytes: config.max_message_bytes,
+            max_concurrent_calls: config.max_concurrent_calls,
+            max_event_streams: config.max_event_streams,
+        }
     }
 }

@@ -155,8 +155,10 @@ impl Coordinator {
             }
             roots.push(Root { path: path.clone(), available });
         }
+        let extractor = Arc::new(extractor);
         let shared = Arc::new(Shared {
             library,
+            extractor: Arc::clone(&extractor),
             activity: Mutex::new(Activity::default()),
             roots: config.roots.clone(),
             started: Instant::now(),
@@ -165,7 +167,7 @@ impl Coordinator {
             schedule: Schedule::new(config.quiet, config.write_timeout),
             config: Arc::new(config),
             shared: Arc::clone(&shared),
-            extractor: Arc::new(extractor),
+            extractor,
             refit_params: Arc::new(refit_params),
             commands,
             hints,

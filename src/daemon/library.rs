@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::status::{Counters, Event};
 use crate::index::{HnswIndex, IndexError, PointId, VectorIndex};
+use crate::model::distribution::FittedDistribution;
 use crate::model::{Model, ModelError};
 use crate::store::{ContentId, FailureKind, Store, StoreError};
 
@@ -150,6 +151,10 @@ pub struct Fitted {
     pub model: Model,
     /// Identifies the inputs (contents and parameters) the model was fitted on.
     pub fingerprint: [u8; 32],
+    /// The distribution of distances between unrelated images, fitted on a sample of
+    /// pairs of the model's rows: it turns a distance into a p-value. `None` when it could
+    /// not be fitted (too few distinct distances).
+    pub null: Option<FittedDistribution>,
     pub fitted_at_unix_s: u64,
     pub duration_s: f64,
 }
@@ -281,6 +286,12 @@ impl View {
         points.id_of.insert(content, id);
         points.provisional.insert(id, cluster);
         Ok(())
+    }
+
+    /// True when `content` came after the fit and was placed by its nearest neighbour.
+    pub fn is_provisional(&self, content: &ContentId) -> bool {
+        let points = self.points.read().expect("points lock");
+        points.id_of.get(content).is_some_and(|id| points.provisional.contains_key(id))
     }
 
     /// The cluster of `content`, fitted or provisional.

@@ -16,6 +16,7 @@ pub mod config;
 mod coordinator;
 pub mod ingest;
 pub mod library;
+pub mod query;
 pub mod refit;
 pub mod scan;
 mod schedule;
@@ -30,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use config::{ConfigError, DaemonConfig};
 pub use library::{ClusterSummary, Library, QueryError, Similar};
+pub use query::{ImageInfo, ImageQuery, InvalidQuery, SimilarImage, SimilarImages, SimilarQuery};
 pub use status::{Event, Status};
 
 use crate::store::StoreError;
@@ -51,6 +53,12 @@ pub enum DaemonError {
     ShuttingDown,
     #[error("refit: {0}")]
     Refit(String),
+    #[error("{0}")]
+    Query(#[from] QueryError),
+    #[error("{path} is not known to the library")]
+    UnknownPath { path: PathBuf },
+    #[error("{field}: {reason}")]
+    BadQueryImage { field: &'static str, reason: String },
 }
 
 /// A request to the coordinator.
@@ -94,6 +102,8 @@ struct Activity {
 #[derive(Debug)]
 struct Shared {
     library: Library,
+    /// Describes query images the same way the workers describe files.
+    extractor: Arc<ingest::Extractor>,
     activity: Mutex<Activity>,
     roots: Vec<PathBuf>,
     started: Instant,

@@ -19,11 +19,13 @@ use super::library::{Fitted, View};
 use crate::cancel::CancelToken;
 use crate::index::{HnswIndex, IndexError, IndexParams, VectorIndex};
 use crate::model::cluster::sample_indices;
+use crate::model::distribution::FittedDistribution;
+use crate::model::find::FindParams;
 use crate::model::{self, FitParams, ModelError, Pca};
 use crate::store::{ContentId, FeatureKey, Store, StoreError};
 
 /// Bumped whenever [`Fitted`]'s encoding changes.
-const MODEL_FORMAT: u32 = 1;
+const MODEL_FORMAT: u32 = 2;
 const MODEL_FILE: &str = "model.bin";
 const INDEX_DIR: &str = "index";
 
@@ -77,16 +79,31 @@ pub fn refit(
     }
     let (pca, features) = reduce(&contents, store, params, cancel)?;
     let model = model::fit_reduced(pca, features, &params.fit, cancel)?;
+    let null = fit_null(&model, params.fit.pca.seed);
     let fitted = Fitted {
         fingerprint: params.fingerprint(&contents),
         contents,
         model,
+        null,
         fitted_at_unix_s: unix_now_s(),
         duration_s: started.elapsed().as_secs_f64(),
     };
     let index = build_index(&fitted, &params.index)?;
     save(&fitted, &index, data_dir)?;
     Ok(View::new(Arc::new(fitted), index))
+}
+
+/// The null distribution of distances over the model's rows; logged and left out when
+/// the rows are too alike to fit one.
+fn fit_null(model: &model::Model, seed: u64) -> Option<FittedDistribution> {
+    let params = FindParams { seed, ..FindParams::default() };
+    match model::find::fit_null(model.features.view(), &params) {
+        Ok(null) => Some(null),
+        Err(error) => {
+            tracing::warn!(%error, "no null distribution of distances: hits get no p-value");
+            None
+        }
+    }
 }
 
 /// Rows read from the store at once while projecting.

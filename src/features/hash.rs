@@ -39,6 +39,18 @@ pub enum HashKind {
     Wavelet,
 }
 
+impl HashKind {
+    /// The kind's name as the API and the command line spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            HashKind::Average => "average",
+            HashKind::Difference => "difference",
+            HashKind::Perceptual => "perceptual",
+            HashKind::Wavelet => "wavelet",
+        }
+    }
+}
+
 /// A perceptual hash of `hash_size * hash_size` bits, packed.
 ///
 /// Bit `i` (row-major over the bit grid) lives in `words[i / 64]` at bit `i % 64`; unused high

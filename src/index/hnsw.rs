@@ -844,11 +844,17 @@ mod tests {
         let points = clustered(5_000, 32, 3);
         let index = build(&points);
 
-        for (id, vector) in &points {
-            let hits = index.search(vector, 10, &keep_all).unwrap();
-            assert_eq!(hits[0].id, *id, "{hits:?}");
-            assert!(hits[0].distance < 1e-4);
-        }
+        // The graph is approximate and built in parallel, so a rare point may be missed
+        // by its own query; one in a thousand is the budget.
+        let missed: Vec<PointId> = points
+            .iter()
+            .filter(|(id, vector)| {
+                let hits = index.search(vector, 10, &keep_all).unwrap();
+                hits[0].id != *id || hits[0].distance >= 1e-4
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        assert!(missed.len() <= points.len() / 1000, "not found by their own query: {missed:?}");
     }
 
     #[test]

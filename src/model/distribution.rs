@@ -404,7 +404,7 @@ fn ks_statistic(law: &Law, sorted: &[f64]) -> f64 {
 
 /// n (n - 1) / 2, saturating at `usize::MAX`.
 fn pair_count(n_points: usize) -> usize {
-    let (even, odd) = if n_points % 2 == 0 {
+    let (even, odd) = if n_points.is_multiple_of(2) {
         (n_points / 2, n_points.saturating_sub(1))
     } else {
         ((n_points - 1) / 2, n_points)

@@ -16,7 +16,7 @@ use crate::common::{fixture, picture_of};
 const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Settings for a test: quick to react, refits only when asked or at start.
-fn config(root: &Path, data: &Path) -> DaemonConfig {
+pub(crate) fn config(root: &Path, data: &Path) -> DaemonConfig {
     let mut config = DaemonConfig::new(vec![root.to_path_buf()], data.to_path_buf());
     config.workers = 2;
     config.quiet = Duration::from_millis(200);
@@ -27,7 +27,7 @@ fn config(root: &Path, data: &Path) -> DaemonConfig {
     config
 }
 
-async fn start(config: DaemonConfig) -> (Daemon, DaemonHandle) {
+pub(crate) async fn start(config: DaemonConfig) -> (Daemon, DaemonHandle) {
     // RUST_LOG=clustimage=debug shows the daemon's log under the failing test.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -39,7 +39,11 @@ async fn start(config: DaemonConfig) -> (Daemon, DaemonHandle) {
 }
 
 /// Polls the status until `condition` holds.
-async fn wait_for(handle: &DaemonHandle, what: &str, condition: impl Fn(&Status) -> bool) {
+pub(crate) async fn wait_for(
+    handle: &DaemonHandle,
+    what: &str,
+    condition: impl Fn(&Status) -> bool,
+) {
     let started = Instant::now();
     loop {
         let status = handle.status();
@@ -52,7 +56,7 @@ async fn wait_for(handle: &DaemonHandle, what: &str, condition: impl Fn(&Status)
 }
 
 /// Waits for the first scan, its work, and the first model.
-async fn wait_settled(handle: &DaemonHandle, images: u64) {
+pub(crate) async fn wait_settled(handle: &DaemonHandle, images: u64) {
     wait_for(handle, &format!("{images} images indexed"), |status| {
         status.images == images && status.pending == 0 && !status.scanning
     })
@@ -81,7 +85,7 @@ async fn expect_event(
     }
 }
 
-fn photo_paths(root: &Path) -> Vec<PathBuf> {
+pub(crate) fn photo_paths(root: &Path) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> =
         std::fs::read_dir(root).unwrap().map(|entry| entry.unwrap().path()).collect();
     paths.sort();
@@ -436,6 +440,8 @@ fn sigkill_at_random_moments_loses_nothing() {
         "50",
         "--min-images",
         "100000",
+        "--listen",
+        "127.0.0.1:0",
     ];
     for _ in 0..10 {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_clustimage"))
@@ -478,6 +484,7 @@ fn sigterm_stops_the_daemon_cleanly() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_clustimage"))
         .args(["serve", "--watch", root.path().to_str().unwrap()])
         .args(["--data-dir", data.path().to_str().unwrap(), "--max-clust", "6"])
+        .args(["--listen", "127.0.0.1:0"])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -506,7 +513,7 @@ fn sigterm_stops_the_daemon_cleanly() {
 fn a_bad_setting_stops_the_daemon_naming_its_key() {
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    let base = ["serve", "--watch", root.path().to_str().unwrap()];
+    let base = ["serve", "--watch", root.path().to_str().unwrap(), "--listen", "127.0.0.1:0"];
     let data_arg = ["--data-dir", data.path().to_str().unwrap()];
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_clustimage"))
         .args(base)

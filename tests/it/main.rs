@@ -7,3 +7,4 @@ mod common;
 mod daemon;
 mod engine;
 mod find;
+mod server;
