@@ -53,7 +53,7 @@ class Daemon:
 
     def __init__(self, binary, root, data_dir):
         cmd = [binary, "-v", "serve", "--watch", root, "--data-dir", data_dir,
-               "--quiet-ms", "100", "--refit-after-changes", "1000000"]
+               "--quiet-ms", "100", "--refit-after-changes", "1000000", "--listen", "127.0.0.1:0"]
         env = dict(os.environ, RUST_LOG="clustimage=debug", NO_COLOR="1")
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
