@@ -44,6 +44,9 @@ fn init_logging(verbosity: u8, quiet_level: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(colour)
+        // Reporting a failed log write goes to stderr too, and panics when stderr is a
+        // closed pipe: a daemon whose log reader went away must keep serving.
+        .log_internal_errors(false)
         .init();
 }
 

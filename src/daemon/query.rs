@@ -118,10 +118,14 @@ impl DaemonHandle {
     pub async fn find_similar(&self, query: SimilarQuery) -> Result<SimilarImages, DaemonError> {
         // Fail before decoding anything when there is no model to ask.
         self.library().view().ok_or(QueryError::NoModel)?;
+        // An image named by path or id is not its own hit; uploaded bytes are a question
+        // about the library, whose answer may well be the very same picture.
+        let is_upload = matches!(query.image, ImageQuery::Bytes(_));
         let (content, vector) = self.query_vector(query.image).await?;
+        let exclude = (!is_upload).then_some(content);
         let library = self.library();
         let view = library.view().ok_or(QueryError::NoModel)?;
-        let found = view.similar(&vector, query.k, Some(content), &library.catalog)?;
+        let found = view.similar(&vector, query.k, exclude, &library.catalog)?;
         let hits = found
             .into_iter()
             .map(|hit| SimilarImage {

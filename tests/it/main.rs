@@ -3,6 +3,7 @@
 //! One test binary, one module per area; every test works in its own temporary folder.
 
 mod cli;
+mod client;
 mod common;
 mod daemon;
 mod engine;

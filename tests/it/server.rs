@@ -104,9 +104,14 @@ async fn status_and_similar_images_by_path_id_and_bytes() {
         let by_id = client.find_similar(find(Query::ImageId(id), 3)).await.unwrap().into_inner();
         assert_eq!(by_id.hits, by_path.hits);
 
+        // Uploaded, the same file is found in the library first, then the same hits.
         let bytes = std::fs::read(path).unwrap();
-        let by_bytes = client.find_similar(find(Query::Image(bytes), 3)).await.unwrap();
-        assert_eq!(by_bytes.into_inner().hits, by_path.hits);
+        let by_bytes = client.find_similar(find(Query::Image(bytes), 4)).await.unwrap();
+        let by_bytes = by_bytes.into_inner();
+        assert_eq!(by_bytes.query_image_id, by_path.query_image_id);
+        assert_eq!(by_bytes.hits[0].image_id, by_path.query_image_id);
+        assert!(by_bytes.hits[0].distance < 1e-3, "{:?}", by_bytes.hits[0]);
+        assert_eq!(by_bytes.hits[1..], by_path.hits);
     }
 
     // alpha and max_distance only ever remove hits, and every hit left meets them.
