@@ -237,7 +237,12 @@ fn the_bundled_configuration_file_is_valid() {
         .map(|line| format!("{line}\n"))
         .collect();
     let all_keys = folder.path().join("all.toml");
-    fs::write(&all_keys, uncommented.replace("k = 10", "k = 3")).unwrap();
+    let token = folder.path().join("token");
+    fs::write(&token, "secret\n").unwrap();
+    let uncommented = uncommented
+        .replace("k = 10", "k = 3")
+        .replace("/etc/clustimage/token", token.to_str().unwrap());
+    fs::write(&all_keys, uncommented).unwrap();
     let result =
         cluster_json(&[folder.path().to_str().unwrap(), "--config", all_keys.to_str().unwrap()]);
     assert_eq!(result["n_clusters"], 3);
@@ -250,6 +255,8 @@ fn the_bundled_configuration_file_is_valid() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("workers: 4") && stdout.contains("ef_search: 99"), "{stdout}");
+    assert!(stdout.contains("token: \"set\"") && !stdout.contains("secret"), "{stdout}");
+    assert!(stdout.contains("max_concurrent_calls: 64"), "{stdout}");
 }
 
 /// True for `key = value` with a plain key, as opposed to prose.
