@@ -121,13 +121,42 @@ fn fit_components(
 /// Up to this many features, the covariance matrix is small enough to decompose exactly.
 const EXACT_MAX_FEATURES: usize = 1024;
 
-/// Every principal axis (rows, descending) and its variance, from the eigenvectors of the
-/// covariance matrix, shape `(n_features, n_features)`.
-fn exact_components(centered: &Array2<f32>) -> (Array2<f32>, Vec<f64>) {
+/// Eigenvalues (descending) and eigenvectors (columns, in the same order) of a symmetric
+/// positive semi-definite matrix.
+///
+/// The eigen-solver walks the matrix with its row length as stride; at a multiple of 256
+/// values that stride maps every row onto the same cache sets, and a 1024 x 1024 matrix
+/// took ten times as long as a 1030 x 1030 one. Such a matrix is decomposed inside one a
+/// row and a column larger, whose extra diagonal entry is negative: its eigenvalue sorts
+/// last and is dropped, and its eigenvector, zero elsewhere, is cut off with it.
+fn symmetric_eigen_desc(matrix: Array2<f64>) -> (Array1<f64>, Array2<f64>) {
     use linfa_linalg::eigh::{EigSort, Eigh};
+    let n = matrix.nrows();
+    if n < 256 || !n.is_multiple_of(256) {
+        return matrix.eigh().expect("the matrix is symmetric").sort_eig_desc();
+    }
+    let scale = matrix.diag().iter().fold(0.0_f64, |top, &value| top.max(value.abs()));
+    let mut padded = Array2::<f64>::zeros((n + 1, n + 1));
+    padded.slice_mut(s![..n, ..n]).assign(&matrix);
+    padded[(n, n)] = -(scale + 1.0);
+    let (values, vectors) = padded.eigh().expect("the matrix is symmetric").sort_eig_desc();
+    (values.slice(s![..n]).to_owned(), vectors.slice(s![..n, ..n]).to_owned())
+}
+
+/// Every principal axis (rows, descending) and its variance, from the eigenvectors of the
+/// covariance matrix, shape `(n_features, n_features)`, or of the images' Gram matrix when
+/// there are fewer images than features.
+fn exact_components(centered: &Array2<f32>) -> (Array2<f32>, Vec<f64>) {
+    if centered.nrows() < centered.ncols() {
+        // Fewer images than features: the images' Gram matrix is the smaller one to
+        // decompose, and gives the same axes.
+        let (axes, squares) = right_singular_vectors(centered);
+        let scale = (centered.nrows() - 1) as f64;
+        return (axes, squares.iter().map(|square| square / scale).collect());
+    }
     let wide = centered.mapv(f64::from);
     let covariance = parallel_gram(&wide) / (centered.nrows() - 1) as f64;
-    let (values, vectors) = covariance.eigh().expect("covariance is symmetric").sort_eig_desc();
+    let (values, vectors) = symmetric_eigen_desc(covariance);
     let n_positive = values.iter().take_while(|&&v| v > values[0] * 1e-12).count().max(1);
     let axes = vectors.slice(s![.., ..n_positive]).t().mapv(|v| v as f32);
     (axes, values.iter().take(n_positive).copied().collect())
@@ -203,10 +232,9 @@ fn randomized_svd(centered: &Array2<f32>, rank: usize, seed: u64) -> (Array2<f32
 
 /// Right singular vectors of `small` (rows, descending) and the squared singular values.
 fn right_singular_vectors(small: &Array2<f32>) -> (Array2<f32>, Vec<f64>) {
-    use linfa_linalg::eigh::{EigSort, Eigh};
     let small64 = small.mapv(f64::from);
     let gram = small64.dot(&small64.t());
-    let (values, vectors) = gram.eigh().expect("gram matrix is symmetric").sort_eig_desc();
+    let (values, vectors) = symmetric_eigen_desc(gram);
     let mut axes = Array2::<f64>::zeros((0, small.ncols()));
     let mut squares = Vec::new();
     let largest = values.first().copied().unwrap_or(0.0).max(0.0);
@@ -233,10 +261,9 @@ fn orthonormalize(matrix: Array2<f32>) -> Array2<f32> {
 }
 
 fn whiten_columns(matrix: Array2<f32>) -> Array2<f32> {
-    use linfa_linalg::eigh::{EigSort, Eigh};
     let wide = matrix.mapv(f64::from);
     let gram = parallel_gram(&wide);
-    let (values, vectors) = gram.eigh().expect("gram matrix is symmetric").sort_eig_desc();
+    let (values, vectors) = symmetric_eigen_desc(gram);
     let largest = values[0].max(0.0);
     let n_kept = values.iter().take_while(|&&v| v > largest * 1e-10 && v > 0.0).count().max(1);
     let mut transform = vectors.slice(s![.., ..n_kept]).to_owned();
@@ -408,5 +435,50 @@ mod tests {
             Pca::fit(data.view(), &PcaParams::default()),
             Err(ModelError::Degenerate { .. })
         ));
+    }
+
+    #[test]
+    fn padded_eigen_decomposition_matches_the_plain_one() {
+        use linfa_linalg::eigh::{EigSort, Eigh};
+        // 256 rows takes the padded path; a rank-deficient Gram matrix, as covariances of
+        // fewer images than features are.
+        let factors = Array2::from_shape_fn((256, 40), |(i, j)| ((i * 7 + j * 13) as f64).sin());
+        let matrix = factors.dot(&factors.t());
+        let (values, vectors) = symmetric_eigen_desc(matrix.clone());
+        let (plain, _) = matrix.clone().eigh().unwrap().sort_eig_desc();
+        assert_eq!(values.len(), 256);
+        for (a, b) in values.iter().zip(&plain) {
+            assert!((a - b).abs() < 1e-8 * plain[0], "{a} against {b}");
+        }
+        for idx in 0..40 {
+            let vector = vectors.column(idx);
+            let residual = &matrix.dot(&vector) - &(&vector * values[idx]);
+            let norm = residual.iter().map(|r| r * r).sum::<f64>().sqrt();
+            assert!(norm < 1e-8 * values[0], "eigenpair {idx}: residual {norm}");
+        }
+    }
+
+    #[test]
+    fn fewer_images_than_features_give_the_covariance_axes() {
+        let data = Array2::from_shape_fn((30, 200), |(i, j)| {
+            ((i * 37 + j * 11) as f32 * 0.37).sin() + 0.1 * (j as f32).cos()
+        });
+        let mean = data.mean_axis(Axis(0)).unwrap();
+        let centered = &data - &mean;
+        let (axes, variances) = exact_components(&centered);
+        let wide = centered.mapv(f64::from);
+        let covariance = wide.t().dot(&wide) / 29.0;
+        let (plain, vectors) = symmetric_eigen_desc(covariance);
+        assert!(variances.len() <= 29, "{} axes from 30 centred images", variances.len());
+        for (idx, variance) in variances.iter().enumerate().take(10) {
+            assert!((variance - plain[idx]).abs() < 1e-4 * plain[0], "variance {idx}");
+            let agreement: f64 = axes
+                .row(idx)
+                .iter()
+                .zip(vectors.column(idx))
+                .map(|(&a, &b)| f64::from(a) * b)
+                .sum();
+            assert!(agreement.abs() > 0.999, "axis {idx}: |cos| {agreement}");
+        }
     }
 }
