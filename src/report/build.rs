@@ -561,8 +561,11 @@ pub fn find_montage(
         name: format!("find-{}", query_idx + 1),
         title: format!("Find: {}", layout::file_name(&query.path)),
         subtitle: Some(format!(
-            "{} hits ({}), nearest first: distance d and p-value p",
-            query.hits.len(),
+            "{} ({}), nearest first: distance d and p-value p",
+            match query.hits.len() {
+                1 => "1 hit".to_string(),
+                n => format!("{n} hits"),
+            },
             conditions.join(", ")
         )),
         tiles,

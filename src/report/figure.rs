@@ -57,7 +57,7 @@ pub fn render<F: Figure>(figure: &F, folder: &Path) -> Result<WrittenFigure, Rep
     let image = image::RgbImage::from_raw(width_px, height_px, pixels).ok_or_else(|| {
         ReportError::Draw { figure: name.clone(), message: "bitmap of the wrong size".into() }
     })?;
-    image.save(&path).map_err(|error| ReportError::Encode { path, message: error.to_string() })?;
+    write_png(&image, &path)?;
     let svg = match figure.formats() {
         Formats::PngOnly => None,
         Formats::PngAndSvg => {
@@ -69,6 +69,24 @@ pub fn render<F: Figure>(figure: &F, folder: &Path) -> Result<WrittenFigure, Rep
         }
     };
     Ok(WrittenFigure { name, png, svg, width_px, height_px })
+}
+
+/// Writes `image` as a PNG compressed as far as it goes: figures are mostly flat colour,
+/// and the report is read far more often than it is written.
+fn write_png(image: &image::RgbImage, path: &Path) -> Result<(), ReportError> {
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    use image::ImageEncoder as _;
+    let file = std::fs::File::create(path)
+        .map_err(|cause| ReportError::Write { path: path.to_path_buf(), cause })?;
+    let encoder = PngEncoder::new_with_quality(
+        std::io::BufWriter::new(file),
+        CompressionType::Best,
+        FilterType::Adaptive,
+    );
+    let (width, height) = image.dimensions();
+    encoder.write_image(image.as_raw(), width, height, image::ExtendedColorType::Rgb8).map_err(
+        |error| ReportError::Encode { path: path.to_path_buf(), message: error.to_string() },
+    )
 }
 
 /// The figure as RGB pixels, row by row.
