@@ -2,7 +2,8 @@
 # Checks a report folder written by `clustimage cluster --report DIR` (or `find --report`):
 # every link and image source of its pages names a file inside the folder, and headless
 # Chromium opens index.html from disk, logs no console message or network error, and
-# draws a page with content. Needs /usr/bin/chromium (Debian: apt-get install -y chromium).
+# draws a page with content. Needs Chromium on the PATH (Debian: apt-get install -y
+# chromium) or named by CHROMIUM=PATH.
 #
 # usage: .ci/report-check.sh OUTDIR [SCREENSHOT.png]
 # The screenshot goes to a temporary folder unless a path is given.

@@ -360,7 +360,7 @@ pub fn exif(input: &ReportInput<'_>, plan: &Plan) -> Option<ExifFigure> {
         ExifPlot::Time => (
             "Photos over time".to_string(),
             format!(
-                "{n_known} photos by when they were taken (EXIF, else the file's time), one \
+                "photos by when they were taken (EXIF, else the file's time): {n_known}, one \
                  row per cluster; split at gaps over {} h",
                 input.params.exif.time_window_h
             ),
@@ -368,7 +368,7 @@ pub fn exif(input: &ReportInput<'_>, plan: &Plan) -> Option<ExifFigure> {
         ExifPlot::Place => (
             "Where the photos were taken".to_string(),
             format!(
-                "{n_known} photos with a GPS position; {n_without} without; chained within {} m",
+                "photos with a GPS position: {n_known}, without: {n_without}; chained within {} m",
                 input.params.exif.gps_radius_m
             ),
         ),

@@ -90,11 +90,11 @@ impl Figure for ExifFigure {
         let mut chart = ChartBuilder::on(&plot)
             .margin(20)
             .x_label_area_size(60)
-            .y_label_area_size(90)
+            .y_label_area_size(120)
             .build_cartesian_2d(x_range.0..x_range.1, y_range.0..y_range.1)?;
         let span_s = x_range.1 - x_range.0;
         let date = |x: &f64| format_date(x.round() as i64, span_s < 4.0 * 86_400.0);
-        let degrees = |v: &f64| format!("{v:.4}°");
+        let degrees = |v: &f64| format!("{v:.3}°");
         let cluster = |y: &f64| format!("{y:.0}");
         let mut mesh = chart.configure_mesh();
         mesh.label_style(font(size::LABEL))
