@@ -9,6 +9,7 @@
 //! - [`index`]: the vector index (HNSW) over a model's projected features;
 //! - [`store`]: the daemon's sled database: files, contents, features;
 //! - [`batch`]: the engine run once over a folder or an array, and organising files;
+//! - [`report`]: figures (PNG, SVG) and the HTML report of a fitted model and of `find`;
 //! - [`daemon`]: the running library: watch, ingest, refit, status and events;
 //! - [`server`]: the gRPC API over a running daemon, and its client;
 //! - [`cli`]: the `clustimage` command line.
@@ -23,5 +24,6 @@ pub mod features;
 pub mod imaging;
 pub mod index;
 pub mod model;
+pub mod report;
 pub mod server;
 pub mod store;

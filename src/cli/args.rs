@@ -82,6 +82,13 @@ pub struct ClusterArgs {
     /// Print what --move-to would do, and do nothing.
     #[arg(long, requires = "move_to")]
     pub dry_run: bool,
+    /// Write figures (PNG, SVG) and an index.html that ties them together into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// With --report, also draw the embedding with a thumbnail at every image (at most
+    /// 300, sampled).
+    #[arg(long, requires = "report")]
+    pub report_thumbnails: bool,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -106,6 +113,10 @@ pub struct FindArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Write each query with its hits, and the null distribution, as figures and an
+    /// index.html into this folder (needs --in).
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
 }

@@ -1,5 +1,5 @@
 //! `clustimage cluster`: cluster a folder or an array, print a summary, and optionally
-//! write the JSON result, the mean images, and one folder per cluster.
+//! write the JSON result, the mean images, the report, and one folder per cluster.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,6 +12,7 @@ use crate::batch::{self, organise, BatchResult, ExtractOptions, Extracted};
 use crate::cancel::CancelToken;
 use crate::imaging;
 use crate::model::{self, Model};
+use crate::report;
 
 pub fn run(args: &ClusterArgs, cancel: &CancelToken) -> Result<()> {
     let settings = args.model.settings()?;
@@ -40,9 +41,29 @@ pub fn run(args: &ClusterArgs, cancel: &CancelToken) -> Result<()> {
     if let Some(folder) = &args.mean_images {
         write_mean_images(folder, &extracted, &model)?;
     }
+    if let Some(folder) = &args.report {
+        write_report(folder, &extracted, &model, &settings, args.report_thumbnails)?;
+    }
     if let Some(target) = &args.move_to {
         organise_files(&result, target, args)?;
     }
+    Ok(())
+}
+
+fn write_report(
+    folder: &Path,
+    extracted: &Extracted,
+    model: &Model,
+    settings: &Settings,
+    all_thumbnails: bool,
+) -> Result<()> {
+    let spinner = progress::spinner("drawing the report");
+    let input = report::ReportInput::from_batch(extracted, model, &settings.fit, settings.limits);
+    let options = report::ReportOptions { all_thumbnails };
+    let written = report::write_cluster_report(folder, &input, &options);
+    spinner.finish_and_clear();
+    let written = written?;
+    eprintln!("report: {} ({} figures)", written.index.display(), written.figures.len());
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! `clustimage find`: fit a folder, then list the images most like each query.
+//! `clustimage find`: fit a folder, then list the images most like each query, and with
+//! `--report` draw them.
 
 use std::path::PathBuf;
 
@@ -12,6 +13,7 @@ use crate::features;
 use crate::imaging;
 use crate::model::distribution::FittedDistribution;
 use crate::model::find::{self, FindParams};
+use crate::report;
 
 /// The hits of one query, as printed with `--json`.
 #[derive(Debug, serde::Serialize)]
@@ -48,6 +50,7 @@ pub fn run(args: &FindArgs, cancel: &CancelToken) -> Result<()> {
     let model = cluster::fit(&extracted, &settings, cancel)?;
     let null = find::fit_null(model.features.view(), &params)?;
     let mut output = FindOutput { queries: Vec::new(), null_distribution: null };
+    let mut found = Vec::new();
     for query in &args.queries {
         let loaded = imaging::load_file(query, &settings.limits, &settings.preprocessing)?;
         let vector = features::extract(&loaded.gray, &loaded.pixel_values(), &settings.features)
@@ -61,6 +64,7 @@ pub fn run(args: &FindArgs, cancel: &CancelToken) -> Result<()> {
             &params,
             exclude,
         );
+        found.push(report::FindQuery { path: query.clone(), hits: hits.clone() });
         let hits = hits
             .iter()
             .map(|hit| HitSummary {
@@ -76,6 +80,13 @@ pub fn run(args: &FindArgs, cancel: &CancelToken) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&output)?);
     } else {
         print!("{}", render(&output));
+    }
+    if let Some(folder) = &args.report {
+        let library =
+            report::ReportInput::from_batch(&extracted, &model, &settings.fit, settings.limits);
+        let null = &output.null_distribution;
+        let written = report::write_find_report(folder, &library, &found, null, &params)?;
+        eprintln!("report: {} ({} figures)", written.index.display(), written.figures.len());
     }
     Ok(())
 }

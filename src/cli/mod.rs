@@ -28,6 +28,9 @@ pub fn run(cli: Cli, cancel: &CancelToken) -> Result<()> {
             None => cluster::run(args, cancel),
         },
         Command::Find(args) if !args.library.is_empty() => find::run(args, cancel),
+        Command::Find(args) if args.report.is_some() => {
+            anyhow::bail!("--report needs --in DIR: a report of the daemon's find is not built yet")
+        }
         Command::Find(args) => client::run(connection, ClientCommand::Find(find::request(args))),
         Command::Serve(args) => serve::run(args, connection),
         Command::Status(output) => client::run(connection, ClientCommand::Status(*output)),

@@ -237,7 +237,7 @@ fn embed(
 
 /// The first two principal components: the PCA scores' first columns when the features
 /// already are PCA scores, otherwise a fresh two-component PCA.
-fn pca_plane(
+pub(crate) fn pca_plane(
     features: ArrayView2<'_, f64>,
     pca: Option<&Pca>,
     params: &FitParams,

@@ -8,4 +8,5 @@ mod common;
 mod daemon;
 mod engine;
 mod find;
+mod report;
 mod server;
