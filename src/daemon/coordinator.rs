@@ -22,6 +22,7 @@ use super::status::{Counter, Event, RootStatus};
 use super::watch::{Hint, Watcher};
 use super::{Activity, Command, DaemonConfig, DaemonError, RefitSummary, Shared};
 use crate::cancel::CancelToken;
+use crate::imaging::is_image_path;
 use crate::store::{ContentId, Store, StoreError};
 
 /// Hints waiting for the coordinator; past this the watcher folds them into rescans.
@@ -280,6 +281,13 @@ impl Coordinator {
         let now = Instant::now();
         tracing::trace!(?hint, "hint");
         match hint {
+            // A file that cannot be an image under its name (a download's `.part`, an
+            // editor's temporary) is never read: waiting for its close would only hold it
+            // as pending, for the whole write timeout if that close is lost in an overflow.
+            // If it is renamed to an image name, the rename brings it in.
+            Hint::Written(path) | Hint::Closed(path) if !is_image_path(&path) => {
+                tracing::trace!(path = %path.display(), "not an image name; ignored");
+            }
             Hint::Written(path) => self.schedule.event(path, true, now),
             Hint::Closed(path) => self.schedule.closed(path, now),
             Hint::Touched(path) | Hint::Removed(path) => self.schedule.event(path, false, now),

@@ -356,6 +356,38 @@ async fn a_file_being_written_is_read_only_once_complete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_written_under_a_temporary_name_arrives_when_renamed() {
+    use std::io::Write;
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut config = config(root.path(), data.path());
+    config.min_images = 1000;
+    let (daemon, handle) = start(config).await;
+    handle.idle().await.unwrap();
+    let bytes = std::fs::read(photo_paths(&fixture("photos"))[0].clone()).unwrap();
+    let partial = root.path().join("photo.jpg.part");
+    let mut file = std::fs::File::create(&partial).unwrap();
+    file.write_all(&bytes[..bytes.len() / 2]).unwrap();
+    file.flush().unwrap();
+    // Open and half written, under a name that is not an image's: nothing is pending.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let status = handle.status();
+    assert_eq!((status.pending, status.files), (0, 0), "{status:#?}");
+    file.write_all(&bytes[bytes.len() / 2..]).unwrap();
+    drop(file);
+    let path = root.path().join("photo.jpg");
+    std::fs::rename(&partial, &path).unwrap();
+    wait_for(&handle, "the renamed file indexed", |status| {
+        status.images == 1 && status.pending == 0
+    })
+    .await;
+    let status = handle.status();
+    assert_eq!((status.files, status.n_failed()), (1, 0), "{status:#?}");
+    assert!(handle.library().store.file(&path).unwrap().is_some());
+    daemon.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_files_are_recorded_as_failed_and_the_daemon_carries_on() {
     let root = crate::common::photo_folder();
     let data = tempfile::tempdir().unwrap();
