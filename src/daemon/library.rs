@@ -187,6 +187,9 @@ struct Points {
     contents: Vec<ContentId>,
     id_of: HashMap<ContentId, PointId>,
     provisional: HashMap<PointId, Option<usize>>,
+    /// The projected vectors of the points added since the fit (the fitted ones are the
+    /// model's rows).
+    provisional_vectors: HashMap<PointId, Vec<f32>>,
 }
 
 /// The model in use and its index.
@@ -285,7 +288,22 @@ impl View {
         points.contents.push(content);
         points.id_of.insert(content, id);
         points.provisional.insert(id, cluster);
+        points.provisional_vectors.insert(id, projected);
         Ok(())
+    }
+
+    /// The point of a content the view holds, in the model's space: what a query by a
+    /// known image searches with, without reading and projecting its raw features again.
+    pub fn projection_of(&self, content: &ContentId) -> Option<Vec<f32>> {
+        let points = self.points.read().expect("points lock");
+        let id = *points.id_of.get(content)?;
+        match points.provisional_vectors.get(&id) {
+            Some(vector) => Some(vector.clone()),
+            None => {
+                let row = self.fitted.model.features.row(id);
+                Some(row.iter().map(|&value| value as f32).collect())
+            }
+        }
     }
 
     /// True when `content` came after the fit and was placed by its nearest neighbour.
@@ -319,6 +337,17 @@ impl View {
     ) -> Result<Vec<Similar>, QueryError> {
         let projected: Vec<f32> =
             self.fitted.model.project(vector)?.iter().map(|&value| value as f32).collect();
+        self.similar_projected(&projected, k, exclude, catalog)
+    }
+
+    /// As [`View::similar`], for a vector already in the model's space.
+    pub fn similar_projected(
+        &self,
+        projected: &[f32],
+        k: usize,
+        exclude: Option<ContentId>,
+        catalog: &RwLock<Catalog>,
+    ) -> Result<Vec<Similar>, QueryError> {
         let catalog = catalog.read().expect("catalog lock");
         let points = self.points.read().expect("points lock");
         let keep = |id: PointId| {
@@ -327,7 +356,7 @@ impl View {
                 .get(id)
                 .is_some_and(|content| Some(*content) != exclude && catalog.is_live(content))
         };
-        let hits = self.index.search(&projected, k, &keep)?;
+        let hits = self.index.search(projected, k, &keep)?;
         Ok(hits
             .into_iter()
             .map(|hit| {
@@ -430,7 +459,10 @@ impl Library {
             return Err(QueryError::UnknownContent(*content));
         }
         let view = self.view().ok_or(QueryError::NoModel)?;
-        view.similar(&self.vector(content)?, k, Some(*content), &self.catalog)
+        match view.projection_of(content) {
+            Some(projected) => view.similar_projected(&projected, k, Some(*content), &self.catalog),
+            None => view.similar(&self.vector(content)?, k, Some(*content), &self.catalog),
+        }
     }
 
     /// The `k` images most like a raw feature vector.

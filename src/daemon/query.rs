@@ -125,7 +125,16 @@ impl DaemonHandle {
         let exclude = (!is_upload).then_some(content);
         let library = self.library();
         let view = library.view().ok_or(QueryError::NoModel)?;
-        let found = view.similar(&vector, query.k, exclude, &library.catalog)?;
+        let found = match (vector, view.projection_of(&content)) {
+            // A known image is searched with its point in the index.
+            (None, Some(projected)) => {
+                view.similar_projected(&projected, query.k, exclude, &library.catalog)?
+            }
+            (None, None) => {
+                view.similar(&library.vector(&content)?, query.k, exclude, &library.catalog)?
+            }
+            (Some(vector), _) => view.similar(&vector, query.k, exclude, &library.catalog)?,
+        };
         let hits = found
             .into_iter()
             .map(|hit| SimilarImage {
@@ -192,20 +201,25 @@ impl DaemonHandle {
 
     /// The query's content and its raw feature vector, from the store when the image is
     /// known, else by describing its bytes on a blocking thread (decoding is CPU work).
-    async fn query_vector(&self, image: ImageQuery) -> Result<(ContentId, Vec<f32>), DaemonError> {
+    /// The query's content, and its raw feature vector unless it is a known image (which
+    /// the caller finds in the view, or reads from the store).
+    async fn query_vector(
+        &self,
+        image: ImageQuery,
+    ) -> Result<(ContentId, Option<Vec<f32>>), DaemonError> {
         let library = self.library();
         let bytes = match image {
             ImageQuery::Content(content) => {
                 if !library.catalog.read().expect("catalog lock").is_live(&content) {
                     return Err(QueryError::UnknownContent(content).into());
                 }
-                return Ok((content, library.vector(&content)?));
+                return Ok((content, None));
             }
             ImageQuery::Path(path) => {
                 let path = self.resolve(&path)?;
                 let known = library.catalog.read().expect("catalog lock").content_of(&path);
                 if let Some(content) = known {
-                    return Ok((content, library.vector(&content)?));
+                    return Ok((content, None));
                 }
                 let read = tokio::task::spawn_blocking({
                     let path = path.clone();
@@ -224,7 +238,7 @@ impl DaemonHandle {
         let extractor = Arc::clone(&self.shared.extractor);
         let described = tokio::task::spawn_blocking(move || {
             let content = ContentId::of(&bytes);
-            extractor.describe(&bytes, &name).map(|(_, vector)| (content, vector))
+            extractor.describe(&bytes, &name).map(|(_, vector)| (content, Some(vector)))
         });
         described
             .await

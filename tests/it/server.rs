@@ -133,6 +133,37 @@ async fn status_and_similar_images_by_path_id_and_bytes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_added_since_the_fit_is_found_by_its_point_in_the_index() {
+    let (root, _data, served) = served_photos().await;
+    let mut client = served.client().await;
+    // New bytes of a known picture: re-encoded smaller, so it is a new image.
+    let source = &photo_paths(root.path())[0];
+    let added = root.path().join("zz_added.png");
+    image::open(source).unwrap().thumbnail(200, 200).save(&added).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = served.handle.status();
+        if status.images == 13 && status.pending == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never indexed: {status:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let by_path = client.find_similar(find(Query::Path(text(&added)), 4)).await.unwrap();
+    let by_path = by_path.into_inner();
+    let image = client.get_image(pb::GetImageRequest { path: text(&added) }).await.unwrap();
+    assert!(image.into_inner().provisional, "placed since the fit");
+    // Asked by path, the daemon searches with the point it inserted; asked with the bytes,
+    // it projects them afresh: the same neighbours, the upload finding itself first.
+    let bytes = std::fs::read(&added).unwrap();
+    let by_bytes = client.find_similar(find(Query::Image(bytes), 5)).await.unwrap().into_inner();
+    assert_eq!(by_bytes.hits[0].image_id, by_path.query_image_id);
+    assert_eq!(by_bytes.hits[1..], by_path.hits);
+    assert_eq!(picture_of(Path::new(&by_path.hits[0].path)), picture_of(source));
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clusters_page_through_every_image_and_representatives_belong_to_their_cluster() {
     let (root, _data, served) = served_photos().await;
     let mut client = served.client().await;
