@@ -8,7 +8,7 @@
 //!
 //! ```sh
 //! cargo bench --bench load -- --images 10000
-//! cargo bench --bench load -- --images 100000 --work /tmp/load-100k --out benches/load-results.md
+//! cargo bench --bench load -- --images 100000 --work target/load-library --out benches/load-results.md
 //! ```
 //!
 //! The library is synthetic: 64x64 gray PNGs drawn from a few hundred smooth prototypes,
