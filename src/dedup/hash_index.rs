@@ -17,6 +17,10 @@ const N_BLOCKS: usize = 4;
 /// Bits per block.
 const BLOCK_BITS: u32 = 16;
 
+/// Masks are kept for block radii up to this (hash radii up to 35); larger radii are
+/// searched at this block radius, which can miss hashes: keep radii at most 35.
+const MAX_BLOCK_RADIUS: u32 = 8;
+
 /// Hashes indexed by slot, found by Hamming distance.
 ///
 /// `K` is the caller's key of each hash; one key may hold several hashes (inserted one by
@@ -31,6 +35,9 @@ pub struct HashIndex<K> {
     free_slots: Vec<u32>,
     /// The slots of each key, for removal.
     slots_of_key: HashMap<K, Vec<u32>>,
+    /// `masks[n]`: every 16-bit mask with at most `n` bits set, made once (making them
+    /// per query cost more than the lookups).
+    masks: Vec<Vec<u16>>,
 }
 
 impl<K: Copy + Eq + std::hash::Hash> Default for HashIndex<K> {
@@ -46,6 +53,7 @@ impl<K: Copy + Eq + std::hash::Hash> HashIndex<K> {
             slots: Vec::new(),
             free_slots: Vec::new(),
             slots_of_key: HashMap::new(),
+            masks: (0..=MAX_BLOCK_RADIUS).map(masks_within).collect(),
         }
     }
 
@@ -94,11 +102,11 @@ impl<K: Copy + Eq + std::hash::Hash> HashIndex<K> {
     /// A hash may be reported more than once (once per block it agrees on); callers keep
     /// the smallest distance per key.
     pub fn for_each_within(&self, query: u64, radius: u32, mut found: impl FnMut(K, u32)) {
-        let block_radius = radius / N_BLOCKS as u32;
-        let masks = masks_within(block_radius);
+        let block_radius = (radius / N_BLOCKS as u32).min(MAX_BLOCK_RADIUS);
+        let masks = &self.masks[block_radius as usize];
         for (block_idx, table) in self.tables.iter().enumerate() {
             let own = block_value(query, block_idx);
-            for &mask in &masks {
+            for &mask in masks {
                 for &slot in &table[own ^ mask as usize] {
                     if let Some((hash, key)) = self.slots[slot as usize] {
                         let distance = (hash ^ query).count_ones();
