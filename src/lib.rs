@@ -7,6 +7,8 @@
 //! - [`features`]: pixels, HOG and perceptual hashes of a thumbnail;
 //! - [`model`]: PCA, clustering and the choice of k, embedding, representatives, `find`;
 //! - [`index`]: the vector index (HNSW) over a model's projected features;
+//! - [`dedup`]: exact copies, duplicates and similar images by perceptual hashes, and
+//!   which copy to keep;
 //! - [`store`]: the daemon's sled database: files, contents, features;
 //! - [`batch`]: the engine run once over a folder or an array, and organising files;
 //! - [`report`]: figures (PNG, SVG) and the HTML report of a fitted model and of `find`;
@@ -20,6 +22,7 @@ pub mod batch;
 pub mod cancel;
 pub mod cli;
 pub mod daemon;
+pub mod dedup;
 pub mod features;
 pub mod imaging;
 pub mod index;

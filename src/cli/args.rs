@@ -38,6 +38,9 @@ pub enum Command {
     /// Find the images most like each query image: in folders (--in), or in the daemon's
     /// library.
     Find(FindArgs),
+    /// Find exact copies, duplicates and similar images under folders, and the copy of
+    /// each group to keep.
+    Dups(super::dups::DupsArgs),
     /// Run the daemon: watch folders, index them as they change, refit in the background.
     Serve(super::serve::ServeArgs),
     /// The daemon's counts, counters and model.

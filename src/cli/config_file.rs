@@ -1,7 +1,8 @@
 //! The configuration file and its environment overrides.
 //!
-//! A TOML file has up to four tables: `[cluster]` (the model, shared by every command),
-//! `[daemon]`, `[index]` and `[server]` (read by `clustimage serve`). Any key can be set from the
+//! A TOML file has up to five tables: `[cluster]` (the model, shared by every command),
+//! `[daemon]`, `[index]` and `[server]` (read by `clustimage serve`), and `[dups]` (read by
+//! `clustimage dups`). Any key can be set from the
 //! environment as `CLUSTIMAGE__TABLE__KEY`, spelled in any case with `_` for `-`
 //! (`CLUSTIMAGE__DAEMON__REFIT_EVERY_S=60`); the value is read as TOML when it parses as
 //! such (`4`, `true`, `["/a", "/b"]`) and as a string otherwise. The environment beats
@@ -13,6 +14,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use super::args::ModelArgs;
+use super::dups::DupsOptions;
 use super::serve::{DaemonArgs, IndexArgs, ServerArgs};
 
 /// The prefix of the variables that override the configuration.
@@ -30,6 +32,8 @@ pub struct ConfigFile {
     pub index: IndexArgs,
     #[serde(default)]
     pub server: ServerArgs,
+    #[serde(default)]
+    pub dups: DupsOptions,
 }
 
 /// Reads the file at `path` (if any) and applies the environment's overrides.

@@ -7,6 +7,7 @@ pub mod args;
 pub mod client;
 mod cluster;
 pub mod config_file;
+pub mod dups;
 mod find;
 mod progress;
 pub mod serve;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli, cancel: &CancelToken) -> Result<()> {
             anyhow::bail!("--report needs --in DIR: a report of the daemon's find is not built yet")
         }
         Command::Find(args) => client::run(connection, ClientCommand::Find(find::request(args))),
+        Command::Dups(args) => dups::run(args, cancel),
         Command::Serve(args) => serve::run(args, connection),
         Command::Status(output) => client::run(connection, ClientCommand::Status(*output)),
         Command::Clusters(output) => client::run(connection, ClientCommand::Clusters(*output)),

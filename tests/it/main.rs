@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod common;
 mod daemon;
+mod dups;
 mod engine;
 mod find;
 mod report;

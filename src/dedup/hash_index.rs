@@ -1,0 +1,233 @@
+//! A multi-index hash table over 64-bit hashes: the hashes within a Hamming radius of a
+//! query, without scanning them all.
+//!
+//! The algorithm is Norouzi, Punjani and Fleet's multi-index hashing: each hash is cut
+//! into four 16-bit blocks, and each block indexes a table of 65,536 buckets. Two hashes
+//! within distance `r` agree within `r / 4` bits on at least one block (pigeonhole), so
+//! a query looks up, in each table, every block value within `r / 4` bits of its own, and
+//! checks the full distance of the hashes found there. At radius 11 that is 4 x 137
+//! bucket lookups; the cost grows quickly with the radius (4 x 2,517 lookups at radius
+//! 19), so very loose radii are better served by a scan.
+
+use std::collections::HashMap;
+
+/// The number of 16-bit blocks a 64-bit hash is cut into.
+const N_BLOCKS: usize = 4;
+
+/// Bits per block.
+const BLOCK_BITS: u32 = 16;
+
+/// Masks are kept for block radii up to this (hash radii up to 35); larger radii are
+/// searched at this block radius, which can miss hashes: keep radii at most 35.
+const MAX_BLOCK_RADIUS: u32 = 8;
+
+/// Hashes indexed by slot, found by Hamming distance.
+///
+/// `K` is the caller's key of each hash; one key may hold several hashes (inserted one by
+/// one), and [`HashIndex::remove`] drops them all.
+#[derive(Debug, Clone)]
+pub struct HashIndex<K> {
+    /// `tables[block_idx][block_value]`: the slots whose hash has that block value.
+    tables: Vec<Vec<Vec<u32>>>,
+    /// The hash and key in each slot; `None` for a free slot.
+    slots: Vec<Option<(u64, K)>>,
+    /// Slots freed by removals, reused by insertions.
+    free_slots: Vec<u32>,
+    /// The slots of each key, for removal.
+    slots_of_key: HashMap<K, Vec<u32>>,
+    /// `masks[n]`: every 16-bit mask with at most `n` bits set, made once (making them
+    /// per query cost more than the lookups).
+    masks: Vec<Vec<u16>>,
+}
+
+impl<K: Copy + Eq + std::hash::Hash> Default for HashIndex<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash> HashIndex<K> {
+    pub fn new() -> Self {
+        HashIndex {
+            tables: vec![vec![Vec::new(); 1 << BLOCK_BITS]; N_BLOCKS],
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            slots_of_key: HashMap::new(),
+            masks: (0..=MAX_BLOCK_RADIUS).map(masks_within).collect(),
+        }
+    }
+
+    /// The number of hashes held.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free_slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds one hash under `key`.
+    pub fn insert(&mut self, key: K, hash: u64) {
+        let slot = match self.free_slots.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some((hash, key));
+                slot
+            }
+            None => {
+                self.slots.push(Some((hash, key)));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        for (block_idx, table) in self.tables.iter_mut().enumerate() {
+            table[block_value(hash, block_idx)].push(slot);
+        }
+        self.slots_of_key.entry(key).or_default().push(slot);
+    }
+
+    /// Drops every hash of `key`; true when there was any.
+    pub fn remove(&mut self, key: K) -> bool {
+        let Some(slots) = self.slots_of_key.remove(&key) else { return false };
+        for slot in slots {
+            let Some((hash, _)) = self.slots[slot as usize].take() else { continue };
+            for (block_idx, table) in self.tables.iter_mut().enumerate() {
+                table[block_value(hash, block_idx)].retain(|&held| held != slot);
+            }
+            self.free_slots.push(slot);
+        }
+        true
+    }
+
+    /// Calls `found(key, distance)` for every held hash within `radius` bits of `query`.
+    ///
+    /// A hash may be reported more than once (once per block it agrees on); callers keep
+    /// the smallest distance per key.
+    pub fn for_each_within(&self, query: u64, radius: u32, mut found: impl FnMut(K, u32)) {
+        let block_radius = (radius / N_BLOCKS as u32).min(MAX_BLOCK_RADIUS);
+        let masks = &self.masks[block_radius as usize];
+        for (block_idx, table) in self.tables.iter().enumerate() {
+            let own = block_value(query, block_idx);
+            for &mask in masks {
+                for &slot in &table[own ^ mask as usize] {
+                    if let Some((hash, key)) = self.slots[slot as usize] {
+                        let distance = (hash ^ query).count_ones();
+                        if distance <= radius {
+                            found(key, distance);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every key with a hash within `radius` of `query`, each once with its smallest
+    /// distance, sorted by distance.
+    pub fn within(&self, query: u64, radius: u32) -> Vec<(K, u32)>
+    where
+        K: Ord,
+    {
+        let mut best: HashMap<K, u32> = HashMap::new();
+        self.for_each_within(query, radius, |key, distance| {
+            let entry = best.entry(key).or_insert(distance);
+            *entry = (*entry).min(distance);
+        });
+        let mut hits: Vec<(K, u32)> = best.into_iter().collect();
+        hits.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+        hits
+    }
+}
+
+fn block_value(hash: u64, block_idx: usize) -> usize {
+    ((hash >> (block_idx as u32 * BLOCK_BITS)) & 0xffff) as usize
+}
+
+/// Every 16-bit mask with at most `n_bits` bits set, fewest bits first.
+fn masks_within(n_bits: u32) -> Vec<u16> {
+    let n_bits = n_bits.min(BLOCK_BITS);
+    let mut masks: Vec<u16> = (0..=u16::MAX).filter(|mask| mask.count_ones() <= n_bits).collect();
+    masks.sort_by_key(|mask| mask.count_ones());
+    masks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Random hashes, with some close relatives of each other so that small radii find
+    /// something.
+    fn random_hashes(n: usize, rng: &mut ChaCha8Rng) -> Vec<u64> {
+        let mut hashes: Vec<u64> = Vec::with_capacity(n);
+        for idx in 0..n {
+            let hash = if idx % 3 == 0 || hashes.is_empty() {
+                rng.gen()
+            } else {
+                let parent = hashes[rng.gen_range(0..hashes.len())];
+                let n_flips = rng.gen_range(0..16);
+                (0..n_flips).fold(parent, |hash, _| hash ^ (1 << rng.gen_range(0..64)))
+            };
+            hashes.push(hash);
+        }
+        hashes
+    }
+
+    fn brute_force(hashes: &[(u32, u64)], query: u64, radius: u32) -> Vec<(u32, u32)> {
+        let mut best: HashMap<u32, u32> = HashMap::new();
+        for &(key, hash) in hashes {
+            let distance = (hash ^ query).count_ones();
+            if distance <= radius {
+                let entry = best.entry(key).or_insert(distance);
+                *entry = (*entry).min(distance);
+            }
+        }
+        let mut hits: Vec<(u32, u32)> = best.into_iter().collect();
+        hits.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+        hits
+    }
+
+    #[test]
+    fn queries_equal_a_brute_force_scan() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let hashes = random_hashes(3_000, &mut rng);
+        let mut index = HashIndex::new();
+        let mut held = Vec::new();
+        for (idx, &hash) in hashes.iter().enumerate() {
+            let key = (idx / 2) as u32; // two hashes per key, as full and central hashes
+            index.insert(key, hash);
+            held.push((key, hash));
+        }
+        for query_idx in 0..200 {
+            let query = if query_idx % 2 == 0 { hashes[query_idx * 7] ^ 0b1011 } else { rng.gen() };
+            for radius in [0, 3, 7, 11, 12, 16, 20] {
+                assert_eq!(
+                    index.within(query, radius),
+                    brute_force(&held, query, radius),
+                    "query {query:016x} radius {radius}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn removed_keys_are_not_found_and_slots_are_reused() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let hashes = random_hashes(1_000, &mut rng);
+        let mut index = HashIndex::new();
+        for (idx, &hash) in hashes.iter().enumerate() {
+            index.insert(idx as u32, hash);
+        }
+        for idx in (0..1_000).step_by(2) {
+            assert!(index.remove(idx as u32));
+        }
+        assert!(!index.remove(0));
+        assert_eq!(index.len(), 500);
+        let held: Vec<(u32, u64)> =
+            hashes.iter().enumerate().skip(1).step_by(2).map(|(i, &h)| (i as u32, h)).collect();
+        for &query in hashes.iter().take(100) {
+            assert_eq!(index.within(query, 12), brute_force(&held, query, 12));
+        }
+        index.insert(5_000, hashes[0]);
+        assert_eq!(index.len(), 501);
+        assert_eq!(index.within(hashes[0], 0).first(), Some(&(5_000, 0)));
+    }
+}
