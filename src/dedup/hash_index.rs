@@ -131,7 +131,7 @@ impl<K: Copy + Eq + std::hash::Hash> HashIndex<K> {
             *entry = (*entry).min(distance);
         });
         let mut hits: Vec<(K, u32)> = best.into_iter().collect();
-        hits.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+        hits.sort_by_key(|hit| (hit.1, hit.0));
         hits
     }
 }
@@ -181,7 +181,7 @@ mod tests {
             }
         }
         let mut hits: Vec<(u32, u32)> = best.into_iter().collect();
-        hits.sort_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0)));
+        hits.sort_by_key(|hit| (hit.1, hit.0));
         hits
     }
 

@@ -225,7 +225,7 @@ impl<K: Copy + Eq + Ord + std::hash::Hash> DuplicateIndex<K> {
         }
         let mut matches: Vec<Match<K>> =
             best.into_iter().map(|(key, (kind, distance))| Match { key, kind, distance }).collect();
-        matches.sort_by(|a, b| (a.kind, a.distance, a.key).cmp(&(b.kind, b.distance, b.key)));
+        matches.sort_by_key(|m| (m.kind, m.distance, m.key));
         matches
     }
 }
