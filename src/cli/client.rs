@@ -168,7 +168,11 @@ async fn status(client: &mut Client, output: Output) -> Result<()> {
         "refitting": status.refitting,
         "model": model,
         "changes_since_model": status.changes_since_model,
-        "roots": status.roots.iter().map(|root| json!({"path": root.path, "available": root.available})).collect::<Vec<_>>(),
+        "roots": status
+            .roots
+            .iter()
+            .map(|root| json!({"path": root.path, "available": root.available}))
+            .collect::<Vec<_>>(),
         "counters": {
             "files_seen": counters.files_seen,
             "decoded": counters.decoded,
@@ -338,8 +342,10 @@ async fn clusters(client: &mut Client, output: Output) -> Result<()> {
                 json!({
                     "id": cluster.id,
                     "size": cluster.size,
-                    "representative": cluster.representative.as_ref().map(|image| image.path.clone()),
-                    "members": cluster.members.iter().map(|member| member.path.clone()).collect::<Vec<_>>(),
+                    "representative":
+                        cluster.representative.as_ref().map(|image| image.path.clone()),
+                    "members":
+                        cluster.members.iter().map(|m| m.path.clone()).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -377,7 +383,8 @@ async fn cluster(client: &mut Client, id: i32, json: bool) -> Result<()> {
             "id": first.id,
             "size": first.size,
             "representative": image_ref_json(first.representative.as_ref()),
-            "members": members.iter().map(|member| image_ref_json(Some(member))).collect::<Vec<_>>(),
+            "members":
+                members.iter().map(|member| image_ref_json(Some(member))).collect::<Vec<_>>(),
         }));
     }
     let representative = first.representative.as_ref().map_or("(gone since the fit)", |r| &r.path);
@@ -554,11 +561,21 @@ fn event_json(event: &pb::Event) -> Value {
         Some(Kind::RootUnavailable(e)) => json!({"kind": "root-unavailable", "path": e.path}),
         Some(Kind::RootRestored(e)) => json!({"kind": "root-restored", "path": e.path}),
         Some(Kind::ScanFinished(e)) => {
-            json!({"kind": "scan-finished", "files": e.files, "queued": e.queued, "forgotten": e.forgotten})
+            json!({
+                "kind": "scan-finished",
+                "files": e.files,
+                "queued": e.queued,
+                "forgotten": e.forgotten,
+            })
         }
         Some(Kind::RefitStarted(e)) => json!({"kind": "refit-started", "images": e.images}),
         Some(Kind::RefitFinished(e)) => {
-            json!({"kind": "refit-finished", "images": e.images, "clusters": e.clusters, "duration_s": e.duration_s})
+            json!({
+                "kind": "refit-finished",
+                "images": e.images,
+                "clusters": e.clusters,
+                "duration_s": e.duration_s,
+            })
         }
         Some(Kind::RefitFailed(e)) => json!({"kind": "refit-failed", "reason": e.reason}),
         Some(Kind::Missed(e)) => json!({"kind": "missed", "count": e.count}),

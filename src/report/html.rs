@@ -150,7 +150,8 @@ fn cluster_table(input: &ReportInput<'_>, plan: &Plan, figures: &ClusterFigures)
             plan.n_clusters()
         );
     }
-    html += "<table>\n<tr><th>cluster</th><th>images</th><th>representative</th><th>main folder</th></tr>\n";
+    html += "<table>\n<tr><th>cluster</th><th>images</th><th>representative</th>";
+    html += "<th>main folder</th></tr>\n";
     for cluster in 0..plan.n_clusters() {
         let id = match cluster < figures.pages.len() {
             true => format!("<a href=\"cluster-{cluster}.html\">cluster {cluster}</a>"),
