@@ -329,20 +329,34 @@ async fn a_root_that_goes_away_and_comes_back_loses_nothing() {
     daemon.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_being_written_is_read_only_once_complete() {
-    use std::io::Write;
+/// A daemon on an empty folder, idle, that fits no model.
+async fn start_without_model() -> (tempfile::TempDir, tempfile::TempDir, Daemon, DaemonHandle) {
     let root = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let mut config = config(root.path(), data.path());
     config.min_images = 1000;
     let (daemon, handle) = start(config).await;
     handle.idle().await.unwrap();
+    (root, data, daemon, handle)
+}
+
+/// Creates `path` with the first half of a fixture photo, left open; returns the file and
+/// the photo's bytes.
+fn half_write(path: &Path) -> (std::fs::File, Vec<u8>) {
+    use std::io::Write;
     let bytes = std::fs::read(photo_paths(&fixture("photos"))[0].clone()).unwrap();
-    let path = root.path().join("slow.jpg");
-    let mut file = std::fs::File::create(&path).unwrap();
+    let mut file = std::fs::File::create(path).unwrap();
     file.write_all(&bytes[..bytes.len() / 2]).unwrap();
     file.flush().unwrap();
+    (file, bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_being_written_is_read_only_once_complete() {
+    use std::io::Write;
+    let (root, _data, daemon, handle) = start_without_model().await;
+    let path = root.path().join("slow.jpg");
+    let (mut file, bytes) = half_write(&path);
     // Several quiet periods pass with the file open and half written.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let status = handle.status();
@@ -358,17 +372,9 @@ async fn a_file_being_written_is_read_only_once_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_download_written_under_a_temporary_name_arrives_when_renamed() {
     use std::io::Write;
-    let root = tempfile::tempdir().unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let mut config = config(root.path(), data.path());
-    config.min_images = 1000;
-    let (daemon, handle) = start(config).await;
-    handle.idle().await.unwrap();
-    let bytes = std::fs::read(photo_paths(&fixture("photos"))[0].clone()).unwrap();
+    let (root, _data, daemon, handle) = start_without_model().await;
     let partial = root.path().join("photo.jpg.part");
-    let mut file = std::fs::File::create(&partial).unwrap();
-    file.write_all(&bytes[..bytes.len() / 2]).unwrap();
-    file.flush().unwrap();
+    let (mut file, bytes) = half_write(&partial);
     // Open and half written, under a name that is not an image's: nothing is pending.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let status = handle.status();
