@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use clustimage::dedup::{DuplicateIndex, MatchKind, MatchParams, Signature};
+use clustimage::dedup::{DuplicateIndex, Grid, MatchKind, MatchParams, Signature};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -97,7 +97,10 @@ fn content_of(key: usize) -> [u8; 32] {
 }
 
 fn random_signature(rng: &mut ChaCha8Rng) -> Signature {
-    Signature { full: rng.gen(), center: rng.gen() }
+    let grid = |rng: &mut ChaCha8Rng| Grid(std::array::from_fn(|_| rng.gen()));
+    let (full, center) = (rng.gen(), rng.gen());
+    let (grid, center_grid) = (grid(rng), grid(rng));
+    Signature { full, center, tone: rng.gen(), flat: false, center_flat: false, grid, center_grid }
 }
 
 fn flip(hash: u64, n_bits: u32, rng: &mut ChaCha8Rng) -> u64 {

@@ -17,14 +17,14 @@ pub mod hash_index;
 pub mod keeper;
 pub mod signature;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 pub use group::{group_matches, Group, Link};
 pub use hash_index::HashIndex;
 pub use keeper::{choose_keeper, FileFacts};
-pub use signature::{compute_signature, Signature, Variant};
+pub use signature::{compute_signature, Grid, Signature, Variant};
 
 /// How two images are related, strongest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -134,20 +134,43 @@ pub struct Match<K> {
     pub distance: u32,
 }
 
+/// How far apart (in gray levels of 255) the tones of two flat pictures may be for them
+/// to match: a plain picture brightened a little still matches, a plain dark one and a
+/// plain light one do not.
+pub const FLAT_TONE_TOLERANCE: u8 = 12;
+
 /// The images known so far, by caller key `K` (a row number, a content id).
 ///
 /// Holds, per image, its content hash (for exact matches), its hash as oriented and its
 /// central hash (each in a [`HashIndex`]); a query probes with every variant of the new
-/// image's signature. About 200 bytes per image plus the tables' 6 MB.
+/// image's signature. Flat pictures are kept apart, by tone, and flat centres are left
+/// out (see [`signature`]). About 200 bytes per image plus the tables' 6 MB.
 #[derive(Debug, Clone)]
 pub struct DuplicateIndex<K> {
     params: MatchParams,
     by_content: HashMap<[u8; 32], Vec<K>>,
-    content_of_key: HashMap<K, [u8; 32]>,
-    /// `Signature::full[0]` of every image.
+    held: HashMap<K, Held>,
+    /// `Signature::full[0]` of every picture that is not flat.
     full: HashIndex<K>,
-    /// `Signature::center[0]` of every image.
+    /// `Signature::center[0]` of every picture whose centre is not flat.
     center: HashIndex<K>,
+    /// The flat pictures, by tone.
+    flat: BTreeMap<u8, BTreeSet<K>>,
+}
+
+/// The smallest correlation of the [`Grid`]s of two parts whose hashes match for the
+/// match to stand. The matched near duplicates of the measured set correlate at 0.59 or
+/// more; the unrelated pairs whose hashes met by chance at 0.33 or less.
+pub const MIN_GRID_CORRELATION: f32 = 0.5;
+
+/// What the index keeps of each image besides its hashes.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    content: [u8; 32],
+    /// The tone, for a flat picture.
+    flat_tone: Option<u8>,
+    grid: Grid,
+    center_grid: Grid,
 }
 
 impl<K: Copy + Eq + Ord + std::hash::Hash> DuplicateIndex<K> {
@@ -155,9 +178,10 @@ impl<K: Copy + Eq + Ord + std::hash::Hash> DuplicateIndex<K> {
         DuplicateIndex {
             params,
             by_content: HashMap::new(),
-            content_of_key: HashMap::new(),
+            held: HashMap::new(),
             full: HashIndex::new(),
             center: HashIndex::new(),
+            flat: BTreeMap::new(),
         }
     }
 
@@ -167,38 +191,65 @@ impl<K: Copy + Eq + Ord + std::hash::Hash> DuplicateIndex<K> {
 
     /// The number of images held.
     pub fn len(&self) -> usize {
-        self.content_of_key.len()
+        self.held.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.content_of_key.is_empty()
+        self.held.is_empty()
     }
 
     /// Adds an image; a key already held is replaced.
     pub fn insert(&mut self, key: K, content: [u8; 32], signature: &Signature) {
         self.remove(key);
         self.by_content.entry(content).or_default().push(key);
-        self.content_of_key.insert(key, content);
-        self.full.insert(key, signature.full[0]);
-        self.center.insert(key, signature.center[0]);
+        let flat_tone = signature.flat.then_some(signature.tone);
+        let (grid, center_grid) = (signature.grid, signature.center_grid);
+        self.held.insert(key, Held { content, flat_tone, grid, center_grid });
+        match flat_tone {
+            Some(tone) => {
+                self.flat.entry(tone).or_default().insert(key);
+            }
+            None => {
+                self.full.insert(key, signature.full[0]);
+                if !signature.center_flat {
+                    self.center.insert(key, signature.center[0]);
+                }
+            }
+        }
     }
 
     /// Forgets an image; true when it was held.
     pub fn remove(&mut self, key: K) -> bool {
-        let Some(content) = self.content_of_key.remove(&key) else { return false };
-        if let Some(keys) = self.by_content.get_mut(&content) {
-            keys.retain(|&held| held != key);
+        let Some(held) = self.held.remove(&key) else { return false };
+        if let Some(keys) = self.by_content.get_mut(&held.content) {
+            keys.retain(|&other| other != key);
             if keys.is_empty() {
-                self.by_content.remove(&content);
+                self.by_content.remove(&held.content);
             }
         }
-        self.full.remove(key);
-        self.center.remove(key);
+        match held.flat_tone {
+            Some(tone) => {
+                if let Some(keys) = self.flat.get_mut(&tone) {
+                    keys.remove(&key);
+                    if keys.is_empty() {
+                        self.flat.remove(&tone);
+                    }
+                }
+            }
+            None => {
+                self.full.remove(key);
+                self.center.remove(key);
+            }
+        }
         true
     }
 
     /// Every held image that an image with this content and signature matches, each once
     /// with its strongest kind and smallest distance, sorted by kind, distance and key.
+    ///
+    /// A hash match is confirmed by the grids (see [`MIN_GRID_CORRELATION`]). A flat
+    /// picture matches the flat pictures within [`FLAT_TONE_TOLERANCE`] of its tone as
+    /// duplicates, at distance 0, and nothing else but exact copies.
     pub fn query(&self, content: &[u8; 32], signature: &Signature) -> Vec<Match<K>> {
         let mut best: HashMap<K, (MatchKind, u32)> = HashMap::new();
         let mut keep = |key: K, kind: MatchKind, distance: u32| {
@@ -208,26 +259,70 @@ impl<K: Copy + Eq + Ord + std::hash::Hash> DuplicateIndex<K> {
         for &key in self.by_content.get(content).into_iter().flatten() {
             keep(key, MatchKind::Exact, 0);
         }
+        if signature.flat {
+            let low = signature.tone.saturating_sub(FLAT_TONE_TOLERANCE);
+            let high = signature.tone.saturating_add(FLAT_TONE_TOLERANCE);
+            for &key in self.flat.range(low..=high).flat_map(|(_, keys)| keys) {
+                keep(key, MatchKind::Duplicate, 0);
+            }
+            return sorted_matches(best);
+        }
+        // A hash match stands when the grids of the two parts it compared agree too.
+        let held = &self.held;
+        let confirmed = |key: &K, query_grid: &Grid, part: Part| {
+            held.get(key).is_some_and(|held| {
+                let grid = match part {
+                    Part::Full => &held.grid,
+                    Part::Center => &held.center_grid,
+                };
+                query_grid.correlation(grid) >= MIN_GRID_CORRELATION
+            })
+        };
         let radius = self.params.duplicate_max_distance;
         let n_variants = if self.params.geometric { signature::N_VARIANTS } else { 1 };
-        for variant_idx in 0..n_variants {
+        for (variant_idx, variant) in Variant::ALL.into_iter().enumerate().take(n_variants) {
             let (full, center) = (signature.full[variant_idx], signature.center[variant_idx]);
-            let mut duplicate = |key, distance| keep(key, MatchKind::Duplicate, distance);
-            self.full.for_each_within(full, radius, &mut duplicate);
-            self.center.for_each_within(full, radius, &mut duplicate);
-            self.full.for_each_within(center, radius, &mut duplicate);
+            let grid = signature.grid.apply(variant);
+            let center_grid = signature.center_grid.apply(variant);
+            let mut duplicate = |key, distance, query_grid: &Grid, part| {
+                if confirmed(&key, query_grid, part) {
+                    keep(key, MatchKind::Duplicate, distance);
+                }
+            };
+            self.full.for_each_within(full, radius, |key, d| duplicate(key, d, &grid, Part::Full));
+            self.center.for_each_within(full, radius, |key, d| {
+                duplicate(key, d, &grid, Part::Center)
+            });
+            if !signature.center_flat {
+                self.full.for_each_within(center, radius, |key, d| {
+                    duplicate(key, d, &center_grid, Part::Full)
+                });
+            }
         }
         let similar_radius = self.params.similar_max_distance;
         if similar_radius > radius {
             self.full.for_each_within(signature.full[0], similar_radius, |key, distance| {
-                keep(key, MatchKind::Similar, distance)
+                if confirmed(&key, &signature.grid, Part::Full) {
+                    keep(key, MatchKind::Similar, distance)
+                }
             });
         }
-        let mut matches: Vec<Match<K>> =
-            best.into_iter().map(|(key, (kind, distance))| Match { key, kind, distance }).collect();
-        matches.sort_by_key(|m| (m.kind, m.distance, m.key));
-        matches
+        sorted_matches(best)
     }
+}
+
+/// Which part of a held image a probe compared with.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Full,
+    Center,
+}
+
+fn sorted_matches<K: Copy + Ord>(best: HashMap<K, (MatchKind, u32)>) -> Vec<Match<K>> {
+    let mut matches: Vec<Match<K>> =
+        best.into_iter().map(|(key, (kind, distance))| Match { key, kind, distance }).collect();
+    matches.sort_by_key(|m| (m.kind, m.distance, m.key));
+    matches
 }
 
 #[cfg(test)]
@@ -235,7 +330,43 @@ mod tests {
     use super::*;
 
     fn signature(full: u64, center: u64) -> Signature {
-        Signature { full: [full; 8], center: [center; 8] }
+        // A grid every variant of which correlates with itself: symmetric under turns and
+        // mirrors (a bright centre on a dark ground).
+        let cells = std::array::from_fn(|row| {
+            std::array::from_fn(|column| {
+                if (2..6).contains(&row) && (2..6).contains(&column) { 200 } else { 20 }
+            })
+        });
+        Signature {
+            full: [full; 8],
+            center: [center; 8],
+            tone: 100,
+            flat: false,
+            center_flat: false,
+            grid: Grid(cells),
+            center_grid: Grid(cells),
+        }
+    }
+
+    fn flat(tone: u8) -> Signature {
+        Signature { tone, flat: true, center_flat: true, ..signature(0, 0) }
+    }
+
+    #[test]
+    fn flat_pictures_match_by_tone_alone() {
+        let mut index = DuplicateIndex::new(MatchParams::default());
+        index.insert(1u32, [1; 32], &flat(35));
+        index.insert(2, [2; 32], &flat(119));
+        index.insert(3, [3; 32], &signature(0, 0)); // structure whose hashes are zero
+        // A flat centre is never compared.
+        index.insert(4, [4; 32], &Signature { center_flat: true, ..signature(u64::MAX, 0) });
+        let found = index.query(&[5; 32], &flat(40));
+        assert_eq!(found, vec![Match { key: 1, kind: MatchKind::Duplicate, distance: 0 }]);
+        let found = index.query(&[6; 32], &signature(0, 0));
+        assert_eq!(found, vec![Match { key: 3, kind: MatchKind::Duplicate, distance: 0 }]);
+        assert!(index.remove(1));
+        assert!(index.query(&[5; 32], &flat(40)).is_empty());
+        assert_eq!(index.query(&[1; 32], &flat(200)).len(), 0);
     }
 
     #[test]
@@ -256,6 +387,18 @@ mod tests {
                 (2, MatchKind::Duplicate, 3),
             ]
         );
+    }
+
+    #[test]
+    fn hash_matches_whose_grids_disagree_are_dropped() {
+        let mut index = DuplicateIndex::new(MatchParams::default());
+        let mut unrelated = signature(0, 0xffff);
+        // A ramp, which the symmetric grid of the others does not correlate with.
+        unrelated.grid = Grid(std::array::from_fn(|row| std::array::from_fn(|col| (row * 8 + col) as u8 * 4)));
+        index.insert(1u32, [1; 32], &unrelated);
+        index.insert(2, [2; 32], &signature(0, 0xffff));
+        let found = index.query(&[3; 32], &signature(0, 0xffff));
+        assert_eq!(found, vec![Match { key: 2, kind: MatchKind::Duplicate, distance: 0 }]);
     }
 
     #[test]
