@@ -38,9 +38,12 @@ pub enum Command {
     /// Find the images most like each query image: in folders (--in), or in the daemon's
     /// library.
     Find(FindArgs),
-    /// Find exact copies, duplicates and similar images under folders, and the copy of
-    /// each group to keep.
+    /// Find exact copies, duplicates and similar images under folders (or, without a
+    /// folder, in the daemon's library), and the copy of each group to keep.
     Dups(super::dups::DupsArgs),
+    /// Tell the daemon that some files are not duplicates of each other; the verdict is
+    /// kept and holds across restarts.
+    NotDuplicate(super::client::NotDuplicateArgs),
     /// Run the daemon: watch folders, index them as they change, refit in the background.
     Serve(super::serve::ServeArgs),
     /// The daemon's counts, counters and model.

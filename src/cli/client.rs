@@ -1,6 +1,7 @@
 //! The client commands: `status`, `find` (without `--in`), `clusters`, `cluster`,
-//! `unique`, `image`, `ingest`, `refit` and `events`, each one call (or a few, to page)
-//! to a running daemon. Tables by default, `--json` for scripts.
+//! `unique`, `image`, `ingest`, `refit`, `events`, `dups` (without a folder) and
+//! `not-duplicate`, each one call (or a few, to page) to a running daemon. Tables by
+//! default, `--json` for scripts.
 
 use std::path::{Path, PathBuf};
 
@@ -67,6 +68,15 @@ pub struct EventArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct NotDuplicateArgs {
+    /// Two or more files under the watched folders, with different bytes.
+    #[arg(value_name = "FILE", num_args = 2.., required = true)]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub output: Output,
+}
+
 /// What `find` asks the daemon.
 #[derive(Debug)]
 pub struct FindRequest<'a> {
@@ -83,12 +93,21 @@ pub enum ClientCommand<'a> {
     Status(Output),
     Find(FindRequest<'a>),
     Clusters(Output),
-    Cluster { id: i32, json: bool },
+    Cluster {
+        id: i32,
+        json: bool,
+    },
     Unique(Output),
     Image(&'a PathArgs),
     Ingest(&'a IngestArgs),
     Refit(&'a RefitArgs),
     Events(&'a EventArgs),
+    /// The duplicate groups, of kind `kind` (a name) or stronger.
+    Dups {
+        kind: Option<String>,
+        json: bool,
+    },
+    NotDuplicate(&'a NotDuplicateArgs),
 }
 
 /// Runs one client command against the daemon at `connection`.
@@ -118,6 +137,8 @@ async fn dispatch(client: &mut Client, command: ClientCommand<'_>) -> Result<()>
         ClientCommand::Ingest(args) => ingest(client, args).await,
         ClientCommand::Refit(args) => refit(client, args).await,
         ClientCommand::Events(args) => events(client, args).await,
+        ClientCommand::Dups { kind, json } => dups(client, kind.as_deref(), json).await,
+        ClientCommand::NotDuplicate(args) => not_duplicate(client, args).await,
     }
 }
 
@@ -182,6 +203,7 @@ async fn status(client: &mut Client, output: Output) -> Result<()> {
             "removed": counters.removed,
             "failed": counters.failed,
             "refits": counters.refits,
+            "duplicates_found": counters.duplicates_found,
         },
         "uptime_s": status.uptime_s,
     });
@@ -579,6 +601,16 @@ fn event_json(event: &pb::Event) -> Value {
         }
         Some(Kind::RefitFailed(e)) => json!({"kind": "refit-failed", "reason": e.reason}),
         Some(Kind::Missed(e)) => json!({"kind": "missed", "count": e.count}),
+        Some(Kind::Duplicate(e)) => json!({
+            "kind": "duplicate",
+            "path": e.path,
+            "matches": e.matches.iter().map(|found| json!({
+                "image_id": found.image_id,
+                "paths": found.paths,
+                "kind": kind_name(found.kind),
+                "distance": found.distance,
+            })).collect::<Vec<_>>(),
+        }),
         None => json!({"kind": "unknown"}),
     };
     value["at_unix_s"] = json!(event.at_unix_s);
@@ -605,8 +637,110 @@ fn event_text(event: &pb::Event) -> String {
         ),
         Some(Kind::RefitFailed(e)) => format!("refit    failed: {}", e.reason),
         Some(Kind::Missed(e)) => format!("missed   {} events (the stream fell behind)", e.count),
+        Some(Kind::Duplicate(e)) => match e.matches.first() {
+            Some(found) => format!(
+                "dup      {} is {} of {} (distance {}{})",
+                e.path,
+                kind_name(found.kind),
+                found.paths.first().map_or("?", String::as_str),
+                found.distance,
+                match e.matches.len() {
+                    1 => String::new(),
+                    n => format!("; {} more", n - 1),
+                }
+            ),
+            None => format!("dup      {}", e.path),
+        },
         None => "unknown event (a newer daemon?)".to_string(),
     }
+}
+
+/// The name of a kind on the wire, as the command line spells it.
+fn kind_name(kind: i32) -> &'static str {
+    match pb::DuplicateKind::try_from(kind) {
+        Ok(pb::DuplicateKind::Exact) => "exact",
+        Ok(pb::DuplicateKind::Duplicate) => "duplicate",
+        Ok(pb::DuplicateKind::Similar) => "similar",
+        _ => "unknown",
+    }
+}
+
+/// Every duplicate group, page by page; the same JSON shape as `dups DIR --json`.
+async fn dups(client: &mut Client, kind: Option<&str>, json: bool) -> Result<()> {
+    let asked = kind.unwrap_or("duplicate");
+    let kind = match crate::dedup::MatchKind::from_name(asked) {
+        Some(crate::dedup::MatchKind::Exact) => pb::DuplicateKind::Exact,
+        Some(crate::dedup::MatchKind::Duplicate) => pb::DuplicateKind::Duplicate,
+        Some(crate::dedup::MatchKind::Similar) => pb::DuplicateKind::Similar,
+        None => anyhow::bail!(
+            "--kind: unknown value {asked:?}, expected one of exact, duplicate, similar"
+        ),
+    };
+    let mut groups = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = pb::ListDuplicatesRequest { kind: kind.into(), page_size: 1000, page_token };
+        let page = client.list_duplicates(request).await?.into_inner();
+        groups.extend(page.groups);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    if json {
+        let groups: Vec<Value> = groups
+            .iter()
+            .map(|group| {
+                json!({
+                    "kind": kind_name(group.kind),
+                    "paths": group.paths,
+                    "keeper": group.keeper,
+                    "max_distance": group.max_distance,
+                    "pairs": group.pairs.iter().map(|pair| json!({
+                        "a": pair.a, "b": pair.b,
+                        "kind": kind_name(pair.kind), "distance": pair.distance,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        return print_json(&json!({"kind": asked, "groups": groups}));
+    }
+    let n_files: usize = groups.iter().map(|group| group.paths.len()).sum();
+    println!(
+        "{} groups ({n_files} files) of kind {asked} or stronger
+",
+        groups.len()
+    );
+    let mut rows = Vec::new();
+    for (group_idx, group) in groups.iter().enumerate() {
+        for (member_idx, path) in group.paths.iter().enumerate() {
+            let first = member_idx == 0;
+            let cell = |text: String| if first { text } else { String::new() };
+            rows.push(vec![
+                cell(group_idx.to_string()),
+                cell(kind_name(group.kind).to_string()),
+                cell(group.max_distance.to_string()),
+                cell("keep".to_string()),
+                path.clone(),
+            ]);
+        }
+    }
+    print!("{}", table::render(&["group", "kind", "distance", "keeper", "path"], &rows));
+    Ok(())
+}
+
+async fn not_duplicate(client: &mut Client, args: &NotDuplicateArgs) -> Result<()> {
+    let paths = args.paths.iter().map(|path| absolute_text(path)).collect::<Result<Vec<_>>>()?;
+    let request = pb::MarkNotDuplicateRequest { paths };
+    let marked = client.mark_not_duplicate(request).await?.into_inner();
+    if args.output.json {
+        return print_json(&json!({"pairs": marked.pairs, "links_removed": marked.links_removed}));
+    }
+    println!(
+        "recorded {} pairs as not duplicates ({} were matched until now)",
+        marked.pairs, marked.links_removed
+    );
+    Ok(())
 }
 
 fn short(image_id: &str) -> &str {

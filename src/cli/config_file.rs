@@ -2,7 +2,7 @@
 //!
 //! A TOML file has up to five tables: `[cluster]` (the model, shared by every command),
 //! `[daemon]`, `[index]` and `[server]` (read by `clustimage serve`), and `[dups]` (read by
-//! `clustimage dups`). Any key can be set from the
+//! `clustimage dups` over folders, and by `clustimage serve`). Any key can be set from the
 //! environment as `CLUSTIMAGE__TABLE__KEY`, spelled in any case with `_` for `-`
 //! (`CLUSTIMAGE__DAEMON__REFIT_EVERY_S=60`); the value is read as TOML when it parses as
 //! such (`4`, `true`, `["/a", "/b"]`) and as a string otherwise. The environment beats

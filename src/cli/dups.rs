@@ -21,8 +21,8 @@ use crate::imaging::{self, LoadLimits, Preprocessing};
 
 #[derive(Debug, Args)]
 pub struct DupsArgs {
-    /// Folders (searched recursively) or image files.
-    #[arg(value_name = "DIR", required = true)]
+    /// Folders (searched recursively) or image files; none asks the running daemon.
+    #[arg(value_name = "DIR")]
     pub inputs: Vec<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -53,6 +53,26 @@ pub struct DupsOptions {
     /// Whether mirrored and turned copies are duplicates [default: true].
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub geometric: Option<bool>,
+}
+
+impl DupsOptions {
+    /// The flags that only a run over folders uses, by name, when any is given.
+    pub fn folder_only_flags(&self) -> Vec<&'static str> {
+        let mut given = Vec::new();
+        if self.config.is_some() {
+            given.push("--config");
+        }
+        if self.duplicate_max_distance.is_some() {
+            given.push("--duplicate-max-distance");
+        }
+        if self.similar_max_distance.is_some() {
+            given.push("--similar-max-distance");
+        }
+        if self.geometric.is_some() {
+            given.push("--geometric");
+        }
+        given
+    }
 }
 
 /// Validated `dups` settings.

@@ -33,7 +33,20 @@ pub fn run(cli: Cli, cancel: &CancelToken) -> Result<()> {
             anyhow::bail!("--report needs --in DIR: a report of the daemon's find is not built yet")
         }
         Command::Find(args) => client::run(connection, ClientCommand::Find(find::request(args))),
+        Command::Dups(args) if args.inputs.is_empty() => {
+            let flags = args.options.folder_only_flags();
+            if !flags.is_empty() {
+                anyhow::bail!(
+                    "{} apply to a run over folders: the daemon matches with the thresholds \
+                     of its own [dups] table (give DIR to run without it)",
+                    flags.join(", ")
+                );
+            }
+            let kind = args.options.kind.clone();
+            client::run(connection, ClientCommand::Dups { kind, json: args.json })
+        }
         Command::Dups(args) => dups::run(args, cancel),
+        Command::NotDuplicate(args) => client::run(connection, ClientCommand::NotDuplicate(args)),
         Command::Serve(args) => serve::run(args, connection),
         Command::Status(output) => client::run(connection, ClientCommand::Status(*output)),
         Command::Clusters(output) => client::run(connection, ClientCommand::Clusters(*output)),

@@ -195,6 +195,9 @@ pub fn config(
         ef_construction: file.index.ef_construction.unwrap_or(defaults.ef_construction),
         ef_search: file.index.ef_search.unwrap_or(defaults.ef_search),
     };
+    // The [dups] table of this file, checked as `dups` checks it.
+    let dups = super::dups::DupsOptions { config: None, ..file.dups.clone() };
+    config.dups = dups.settings().context("[dups]")?.params;
     config.validate()?;
     let server = file.server.config(config.listen, connection.token_file.as_deref())?;
     Ok((config, server))

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::dedup::MatchParams;
 use crate::features::FeatureParams;
 use crate::imaging::{LoadLimits, Preprocessing};
 use crate::index::IndexParams;
@@ -42,6 +43,8 @@ pub struct DaemonConfig {
     pub features: FeatureParams,
     pub fit: FitParams,
     pub index: IndexParams,
+    /// The thresholds of the duplicate kinds (the `[dups]` table).
+    pub dups: MatchParams,
 }
 
 impl DaemonConfig {
@@ -64,6 +67,7 @@ impl DaemonConfig {
             features: FeatureParams::default(),
             fit: FitParams::default(),
             index: IndexParams::default(),
+            dups: MatchParams::default(),
         }
     }
 

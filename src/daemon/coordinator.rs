@@ -13,15 +13,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
+use super::duplicates::Duplicates;
 use super::ingest::{self, Extractor, Outcome};
 use super::library::{Catalog, ContentChange, Library, View};
 use super::refit::{self, RefitError, RefitParams};
 use super::scan::{self, ScanReport};
 use super::schedule::Schedule;
-use super::status::{Counter, Event, RootStatus};
+use super::status::{Counter, DuplicateOf, Event, RootStatus};
 use super::watch::{Hint, Watcher};
 use super::{Activity, Command, DaemonConfig, DaemonError, RefitSummary, Shared};
 use crate::cancel::CancelToken;
+use crate::dedup::{Match, MatchKind};
 use crate::imaging::is_image_path;
 use crate::store::{ContentId, Store, StoreError};
 
@@ -122,7 +124,17 @@ impl Coordinator {
         let store = Store::open(&config.data_dir.join("store"))?;
         let extractor = Extractor::new(config.limits, config.preprocessing, config.features);
         let catalog = Catalog::load(&store)?;
-        let library = Library::new(store, catalog, extractor.key);
+        let (duplicates, unsigned) = Duplicates::load(config.dups, &store, &catalog.contents())?;
+        if !unsigned.is_empty() {
+            // A store from an older build: the scan reads those files once more.
+            tracing::info!(images = unsigned.len(), "duplicate signatures to compute");
+        }
+        tracing::info!(
+            images = duplicates.len(),
+            links = duplicates.n_links(),
+            "duplicates loaded"
+        );
+        let library = Library::new(store, catalog, extractor.key, duplicates);
         let refit_params = RefitParams {
             fit: config.fit.clone(),
             index: config.index,
@@ -459,6 +471,7 @@ impl Coordinator {
                 tracing::debug!(path = %path.display(), %content, decoded, "indexed");
                 let change = self.catalog_write().index(path.clone(), content);
                 self.apply_change(change);
+                let matches = self.hold_for_duplicates(content);
                 let now = Instant::now();
                 self.recent.forget_old(now);
                 if previous.is_none() {
@@ -471,12 +484,16 @@ impl Coordinator {
                     self.recent.appeared.insert(content, (path.clone(), now));
                 }
                 let event = match previous {
-                    None => Some(Event::Added { path, content, decoded }),
-                    Some(old) if old != content => Some(Event::Changed { path, content, decoded }),
+                    None => Some(Event::Added { path: path.clone(), content, decoded }),
+                    Some(old) if old != content => {
+                        Some(Event::Changed { path: path.clone(), content, decoded })
+                    }
                     Some(_) => None,
                 };
                 if let Some(event) = event {
+                    // First that the path holds an image, then what that image duplicates.
                     self.library().publish(event);
+                    self.report_duplicates(&path, content, matches);
                 }
             }
             Outcome::Failed { kind, reason, .. } => {
@@ -561,9 +578,64 @@ impl Coordinator {
             self.changes_since_model += 1;
             self.add_to_view(content);
         }
-        if change.removed.is_some() {
+        if let Some(content) = change.removed {
             self.changes_since_model += 1;
+            self.library().duplicates.write().expect("duplicates lock").remove(content);
         }
+    }
+
+    /// Holds `content` in the duplicate index if it is not there yet (a new content, or
+    /// one whose signature was just computed), and returns what it matched then.
+    fn hold_for_duplicates(&self, content: ContentId) -> Vec<Match<ContentId>> {
+        let library = self.library();
+        if library.duplicates.read().expect("duplicates lock").holds(content) {
+            return Vec::new();
+        }
+        match library.store.signature(&content) {
+            Ok(Some(signature)) => {
+                library.duplicates.write().expect("duplicates lock").add(content, &signature)
+            }
+            Ok(None) => {
+                tracing::warn!(%content, "indexed without a duplicate signature");
+                Vec::new()
+            }
+            Err(error) => {
+                tracing::error!(%content, %error, "store error");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Logs and publishes what a path that now holds `content` duplicates: the other paths
+    /// of the same bytes, and the contents it matched when it was first held.
+    fn report_duplicates(&self, path: &Path, content: ContentId, matches: Vec<Match<ContentId>>) {
+        let library = self.library();
+        let catalog = library.catalog.read().expect("catalog lock");
+        let mut found = Vec::new();
+        let copies: Vec<PathBuf> =
+            catalog.paths(&content).into_iter().filter(|other| other != path).collect();
+        if !copies.is_empty() {
+            found.push(DuplicateOf { content, paths: copies, kind: MatchKind::Exact, distance: 0 });
+        }
+        for matched in matches {
+            let paths = catalog.paths(&matched.key);
+            if !paths.is_empty() {
+                let (kind, distance) = (matched.kind, matched.distance);
+                found.push(DuplicateOf { content: matched.key, paths, kind, distance });
+            }
+        }
+        drop(catalog);
+        let Some(strongest) = found.first() else { return };
+        self.shared.library.counters.add(Counter::DuplicatesFound, 1);
+        tracing::info!(
+            path = %path.display(),
+            kind = strongest.kind.name(),
+            distance = strongest.distance,
+            of = %strongest.paths[0].display(),
+            matches = found.len(),
+            "duplicate arrived"
+        );
+        library.publish(Event::Duplicate { path: path.to_path_buf(), matches: found });
     }
 
     /// Places a new content in the view in use until the next refit.

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::dedup::{self, Signature};
 use crate::features::hash::{hash_image, HashKind};
 use crate::features::{self, FeatureParams, EXTRACTOR_VERSION};
 use crate::imaging::{self, ImagingError, LoadLimits, Preprocessing};
@@ -36,11 +37,7 @@ impl Extractor {
     }
 
     /// Decodes `bytes` (read from `path`, named in errors) and describes the picture.
-    pub fn describe(
-        &self,
-        bytes: &[u8],
-        path: &Path,
-    ) -> Result<(ContentRecord, Vec<f32>), (FailureKind, String)> {
+    pub fn describe(&self, bytes: &[u8], path: &Path) -> Result<Described, (FailureKind, String)> {
         let loaded = imaging::load_bytes(bytes, path, &self.limits, &self.preprocessing)
             .map_err(|error| (failure_kind(&error), error.to_string()))?;
         let features_failed = |message: String| (FailureKind::Features, message);
@@ -51,6 +48,8 @@ impl Extractor {
             hashes.push((kind, hash.as_u64().expect("an 8x8 hash is one word")));
         }
         let vector = features::extract(&loaded.gray, &loaded.pixel_values(), &self.features)
+            .map_err(|error| features_failed(format!("{}: {error}", path.display())))?;
+        let signature = dedup::compute_signature(&loaded.gray)
             .map_err(|error| features_failed(format!("{}: {error}", path.display())))?;
         let format = image::guess_format(bytes).ok().map(|format| {
             format.extensions_str().first().copied().unwrap_or("unknown").to_string()
@@ -63,8 +62,17 @@ impl Extractor {
             exif: loaded.exif,
             hashes,
         };
-        Ok((record, vector))
+        Ok(Described { record, vector, signature })
     }
+}
+
+/// What decoding one content gives, for the store.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub record: ContentRecord,
+    pub vector: Vec<f32>,
+    /// Computed from the same gray thumbnail as the features.
+    pub signature: Signature,
 }
 
 fn failure_kind(error: &ImagingError) -> FailureKind {
@@ -134,7 +142,7 @@ pub fn ingest(
     let (size_bytes, modified_ns) = stamp(&metadata);
     let known = store.file(path)?;
     if let Some(record) = &known {
-        if record.matches(size_bytes, modified_ns) && record.state != FileState::Pending {
+        if record.matches(size_bytes, modified_ns) && is_complete(record, store)? {
             return Ok(Outcome::Unchanged);
         }
     }
@@ -171,13 +179,17 @@ pub fn ingest(
     }
     let content = ContentId::of(&bytes);
     let have_features = store.features(&content, &extractor.key)?.is_some();
-    let decoded = if have_features && store.content(&content)?.is_some() {
+    let decoded = if have_features
+        && store.content(&content)?.is_some()
+        && store.signature(&content)?.is_some()
+    {
         false
     } else {
         match extractor.describe(&bytes, path) {
-            Ok((content_record, vector)) => {
-                store.put_content(&content, &content_record)?;
-                store.put_features(&content, &extractor.key, &vector)?;
+            Ok(described) => {
+                store.put_content(&content, &described.record)?;
+                store.put_features(&content, &extractor.key, &described.vector)?;
+                store.put_signature(&content, &described.signature)?;
                 true
             }
             Err((kind, reason)) => {
@@ -187,6 +199,17 @@ pub fn ingest(
     };
     store.put_file(path, &record(FileState::Indexed { content }))?;
     Ok(Outcome::Indexed { content, decoded, previous })
+}
+
+/// True when a record whose size and time still match needs no work: it is not pending,
+/// and an indexed content has a signature of this build's version (a store written by an
+/// older build has none, and its files are read once more).
+pub fn is_complete(record: &FileRecord, store: &Store) -> Result<bool, StoreError> {
+    Ok(match &record.state {
+        FileState::Pending => false,
+        FileState::Indexed { content } => store.signature(content)?.is_some(),
+        FileState::Failed { .. } => true,
+    })
 }
 
 /// The metadata of a regular file at `path`; `None` for anything else.

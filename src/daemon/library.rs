@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
+use super::duplicates::Duplicates;
 use super::status::{Counters, Event};
 use crate::index::{HnswIndex, IndexError, PointId, VectorIndex};
 use crate::model::distribution::FittedDistribution;
@@ -406,6 +407,8 @@ pub struct Library {
     events: tokio::sync::broadcast::Sender<Event>,
     /// The store key of the configured features.
     pub feature_key: crate::store::FeatureKey,
+    /// Which contents match which; written only by the coordinator.
+    pub duplicates: RwLock<Duplicates>,
 }
 
 impl std::fmt::Debug for Library {
@@ -418,8 +421,14 @@ impl std::fmt::Debug for Library {
 const EVENT_BUFFER: usize = 4096;
 
 impl Library {
-    pub fn new(store: Store, catalog: Catalog, feature_key: crate::store::FeatureKey) -> Library {
+    pub fn new(
+        store: Store,
+        catalog: Catalog,
+        feature_key: crate::store::FeatureKey,
+        duplicates: Duplicates,
+    ) -> Library {
         Library {
+            duplicates: RwLock::new(duplicates),
             store,
             catalog: RwLock::new(catalog),
             view: RwLock::new(None),

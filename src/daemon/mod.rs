@@ -14,6 +14,7 @@
 
 pub mod config;
 mod coordinator;
+pub mod duplicates;
 pub mod ingest;
 pub mod library;
 pub mod query;
@@ -31,8 +32,11 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use config::{ConfigError, DaemonConfig};
 pub use library::{ClusterSummary, Library, QueryError, Similar};
-pub use query::{ImageInfo, ImageQuery, InvalidQuery, SimilarImage, SimilarImages, SimilarQuery};
-pub use status::{Event, Status};
+pub use query::{
+    DuplicateGroup, DuplicateList, DuplicatePair, ImageInfo, ImageQuery, InvalidQuery, Marked,
+    SimilarImage, SimilarImages, SimilarQuery,
+};
+pub use status::{DuplicateOf, Event, Status};
 
 use crate::store::StoreError;
 
@@ -59,6 +63,8 @@ pub enum DaemonError {
     UnknownPath { path: PathBuf },
     #[error("{field}: {reason}")]
     BadQueryImage { field: &'static str, reason: String },
+    #[error("{0}")]
+    Invalid(#[from] InvalidQuery),
 }
 
 /// A request to the coordinator.

@@ -1,5 +1,6 @@
 //! The questions a running library answers, in the daemon's own terms: images like a
-//! query, what is known about a path, the clusters as they stand.
+//! query, what is known about a path, the clusters and the duplicates as they stand; and
+//! the verdicts a person gives on duplicates.
 //!
 //! These are what the gRPC layer calls; they take validated requests and return plain
 //! values (paths, content ids, store records), never store or array types. Decoding a
@@ -9,9 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::duplicates::ContentGroup;
 use super::library::{ClusterSummary, QueryError, View};
 use super::{DaemonError, DaemonHandle};
-use crate::store::{ContentId, ContentRecord, FileRecord, FileState};
+use crate::dedup::{choose_keeper, FileFacts, MatchKind};
+use crate::store::{ContentId, ContentRecord, FileRecord, FileState, Verdict};
 
 /// The most hits one similarity query may ask for.
 pub const MAX_HITS: usize = 1000;
@@ -238,7 +241,7 @@ impl DaemonHandle {
         let extractor = Arc::clone(&self.shared.extractor);
         let described = tokio::task::spawn_blocking(move || {
             let content = ContentId::of(&bytes);
-            extractor.describe(&bytes, &name).map(|(_, vector)| (content, Some(vector)))
+            extractor.describe(&bytes, &name).map(|described| (content, Some(described.vector)))
         });
         described
             .await
@@ -276,5 +279,167 @@ mod tests {
         assert_eq!(field(5, Some(f64::NAN), None), "alpha");
         assert_eq!(field(5, None, Some(-1.0)), "max_distance");
         assert_eq!(field(5, None, Some(f64::INFINITY)), "max_distance");
+    }
+}
+
+/// The duplicate groups of the library as they stand.
+#[derive(Debug, Clone)]
+pub struct DuplicateList {
+    /// Names this state of the duplicates: it changes with every arrival, departure and
+    /// verdict, so paging can tell a stale token.
+    pub tag: String,
+    pub groups: Vec<DuplicateGroup>,
+}
+
+/// One group of files that are copies of one picture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DuplicateGroup {
+    /// The weakest kind among the group's matches.
+    pub kind: MatchKind,
+    pub max_distance: u32,
+    /// Every path, the suggested keeper first, then in path order.
+    pub paths: Vec<PathBuf>,
+    pub keeper: PathBuf,
+    /// The matches that join the group's contents, each by one path of either side.
+    pub pairs: Vec<DuplicatePair>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DuplicatePair {
+    pub a: PathBuf,
+    pub b: PathBuf,
+    pub kind: MatchKind,
+    pub distance: u32,
+}
+
+/// What a `mark_not_duplicate` call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marked {
+    /// Pairs of distinct contents recorded as not duplicates.
+    pub pairs: u64,
+    /// Of those, the pairs that were matched until now.
+    pub links_removed: u64,
+}
+
+impl DaemonHandle {
+    /// The groups of matches at least as strong as `weakest`, sorted by their first path.
+    pub fn duplicate_list(&self, weakest: MatchKind) -> Result<DuplicateList, DaemonError> {
+        let library = self.library();
+        let (groups, generation) = {
+            let duplicates = library.duplicates.read().expect("duplicates lock");
+            let catalog = library.catalog.read().expect("catalog lock");
+            let groups = duplicates.groups(weakest, |content| catalog.paths(content).len());
+            let groups: Vec<(ContentGroup, Vec<Vec<PathBuf>>)> = groups
+                .into_iter()
+                .map(|group| {
+                    let paths = group.contents.iter().map(|c| catalog.paths(c)).collect();
+                    (group, paths)
+                })
+                .collect();
+            (groups, duplicates.generation())
+        };
+        let mut listed = Vec::with_capacity(groups.len());
+        for (group, paths_of_content) in groups {
+            listed.push(self.describe_group(&group, &paths_of_content)?);
+        }
+        listed.sort_by(|a, b| a.paths.iter().min().cmp(&b.paths.iter().min()));
+        Ok(DuplicateList { tag: format!("d{generation}"), groups: listed })
+    }
+
+    /// The keeper and the paths of a group, from the store's records of its files.
+    fn describe_group(
+        &self,
+        group: &ContentGroup,
+        paths_of_content: &[Vec<PathBuf>],
+    ) -> Result<DuplicateGroup, DaemonError> {
+        let store = &self.library().store;
+        let mut facts = Vec::new();
+        for (content, paths) in group.contents.iter().zip(paths_of_content) {
+            let record = store.content(content).map_err(QueryError::from)?;
+            for path in paths {
+                let modified = store.file(path).map_err(QueryError::from)?;
+                facts.push(FileFacts {
+                    path: path.clone(),
+                    width_px: record.as_ref().map_or(0, |r| r.width_px),
+                    height_px: record.as_ref().map_or(0, |r| r.height_px),
+                    size_bytes: record.as_ref().map_or(0, |r| r.size_bytes),
+                    format: record.as_ref().and_then(|r| r.format.clone()),
+                    n_exif_fields: record
+                        .as_ref()
+                        .and_then(|r| r.exif.as_ref())
+                        .map_or(0, |exif| exif.field_count()),
+                    modified_unix_s: modified
+                        .map(|file| (file.modified_ns.div_euclid(1_000_000_000)) as i64),
+                });
+            }
+        }
+        let keeper_idx = choose_keeper(&facts).expect("a group has paths");
+        let keeper = facts[keeper_idx].path.clone();
+        let mut paths: Vec<PathBuf> = facts.into_iter().map(|file| file.path).collect();
+        paths.sort();
+        paths.retain(|path| *path != keeper);
+        paths.insert(0, keeper.clone());
+        let first_path = |content: &ContentId| {
+            let idx = group.contents.iter().position(|c| c == content);
+            idx.and_then(|idx| paths_of_content[idx].first().cloned()).unwrap_or_default()
+        };
+        let pairs = group
+            .links
+            .iter()
+            .map(|(a, b, kind, distance)| DuplicatePair {
+                a: first_path(a),
+                b: first_path(b),
+                kind: *kind,
+                distance: *distance,
+            })
+            .collect();
+        Ok(DuplicateGroup {
+            kind: group.kind,
+            max_distance: group.max_distance,
+            paths,
+            keeper,
+            pairs,
+        })
+    }
+
+    /// Records that the files at `paths` (under the roots, indexed) are not duplicates of
+    /// each other: every pair of their distinct contents. The verdicts are stored before
+    /// this returns, and hold across refits and restarts.
+    pub fn mark_not_duplicate(&self, paths: &[PathBuf]) -> Result<Marked, DaemonError> {
+        let library = self.library();
+        let mut contents = Vec::new();
+        for path in paths {
+            let path = self.resolve(path)?;
+            let content = library.catalog.read().expect("catalog lock").content_of(&path);
+            let content = content.ok_or_else(|| DaemonError::UnknownPath { path: path.clone() })?;
+            if !contents.contains(&content) {
+                contents.push(content);
+            }
+        }
+        if contents.len() < 2 {
+            return Err(InvalidQuery {
+                field: "paths",
+                message: "give at least two files with different bytes (copies of the same \
+                          bytes are always duplicates)"
+                    .into(),
+            }
+            .into());
+        }
+        let marked_unix_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs() as i64);
+        let verdict = Verdict { marked_unix_s };
+        let mut marked = Marked { pairs: 0, links_removed: 0 };
+        let mut duplicates = library.duplicates.write().expect("duplicates lock");
+        for (idx, a) in contents.iter().enumerate() {
+            for b in &contents[idx + 1..] {
+                library.store.put_verdict(a, b, &verdict).map_err(QueryError::from)?;
+                let before = duplicates.n_links();
+                duplicates.mark_not_duplicate(*a, *b);
+                marked.pairs += 1;
+                marked.links_removed += (before - duplicates.n_links()) as u64;
+            }
+        }
+        Ok(marked)
     }
 }

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use super::ingest::stamp;
+use super::ingest::{is_complete, stamp};
 use crate::cancel::CancelToken;
 use crate::imaging::is_image_path;
 use crate::store::{ContentId, FileRecord, FileState, Store, StoreError};
@@ -76,10 +76,10 @@ pub fn scan(
         let (size_bytes, modified_ns) = stamp(&metadata);
         match store.file(entry.path())? {
             Some(record) if record.matches(size_bytes, modified_ns) => {
-                if record.state == FileState::Pending {
-                    report.queue.push(entry.path().to_path_buf());
-                } else {
+                if is_complete(&record, store)? {
                     report.unchanged += 1;
+                } else {
+                    report.queue.push(entry.path().to_path_buf());
                 }
             }
             Some(_) => report.queue.push(entry.path().to_path_buf()),
@@ -164,23 +164,30 @@ mod tests {
         let same = root.path().join("same.jpg");
         let changed = root.path().join("sub/changed.png");
         let new = root.path().join("NEW.JPG");
+        // Unchanged, but stored by a build that made no duplicate signature: read again.
+        let unsigned = root.path().join("unsigned.jpg");
         std::fs::create_dir(root.path().join("sub")).unwrap();
-        for path in [&same, &changed, &new] {
+        for path in [&same, &changed, &new, &unsigned] {
             std::fs::write(path, b"bytes").unwrap();
         }
         std::fs::write(root.path().join("notes.txt"), b"not an image").unwrap();
-        let (size, modified) = stamp(&std::fs::metadata(&same).unwrap());
-        let mut matching = record(1);
-        (matching.size_bytes, matching.modified_ns) = (size, modified);
-        store.put_file(&same, &matching).unwrap();
+        for (path, content) in [(&same, 1), (&unsigned, 4)] {
+            let (size, modified) = stamp(&std::fs::metadata(path).unwrap());
+            let mut matching = record(content);
+            (matching.size_bytes, matching.modified_ns) = (size, modified);
+            store.put_file(path, &matching).unwrap();
+        }
+        let thumbnail = image::GrayImage::from_fn(32, 32, |x, y| image::Luma([(x * y) as u8]));
+        let signature = crate::dedup::compute_signature(&thumbnail).unwrap();
+        store.put_signature(&ContentId([1; 32]), &signature).unwrap();
         store.put_file(&changed, &record(2)).unwrap();
         store.put_file(&root.path().join("gone.jpg"), &record(3)).unwrap();
         let report = scan(root.path(), root.path(), &store, false, &CancelToken::new()).unwrap();
-        assert_eq!(report.files, 3);
+        assert_eq!(report.files, 4);
         assert_eq!(report.unchanged, 1);
         let mut queued = report.queue.clone();
         queued.sort();
-        assert_eq!(queued, vec![new.clone(), changed]);
+        assert_eq!(queued, vec![new.clone(), changed, unsigned]);
         assert_eq!(
             report.forgotten,
             vec![(root.path().join("gone.jpg"), Some(ContentId([3; 32])))]

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::dedup::MatchKind;
 use crate::store::{ContentId, FailureKind};
 
 /// Counts since the daemon started. Cheap to bump from any thread.
@@ -19,6 +20,7 @@ pub struct Counters {
     removed: AtomicU64,
     failed: AtomicU64,
     refits: AtomicU64,
+    duplicates_found: AtomicU64,
 }
 
 /// A copy of [`Counters`] at one moment.
@@ -40,6 +42,8 @@ pub struct CounterValues {
     pub failed: u64,
     /// Models fitted.
     pub refits: u64,
+    /// Paths that arrived as a duplicate of something the library had.
+    pub duplicates_found: u64,
 }
 
 /// Names one counter.
@@ -53,6 +57,7 @@ pub enum Counter {
     Removed,
     Failed,
     Refits,
+    DuplicatesFound,
 }
 
 impl Counters {
@@ -66,6 +71,7 @@ impl Counters {
             Counter::Removed => &self.removed,
             Counter::Failed => &self.failed,
             Counter::Refits => &self.refits,
+            Counter::DuplicatesFound => &self.duplicates_found,
         };
         cell.fetch_add(amount, Ordering::Relaxed);
     }
@@ -81,6 +87,7 @@ impl Counters {
             removed: get(&self.removed),
             failed: get(&self.failed),
             refits: get(&self.refits),
+            duplicates_found: get(&self.duplicates_found),
         }
     }
 }
@@ -198,6 +205,24 @@ pub enum Event {
     RefitFailed {
         reason: String,
     },
+    /// A path now holds a picture the library already had.
+    Duplicate {
+        path: PathBuf,
+        /// What it matches, strongest first.
+        matches: Vec<DuplicateOf>,
+    },
+}
+
+/// One content that an arriving path duplicates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DuplicateOf {
+    #[serde(serialize_with = "hex")]
+    pub content: ContentId,
+    /// Its paths (other than the arriving one).
+    pub paths: Vec<PathBuf>,
+    pub kind: MatchKind,
+    /// Hamming distance of the closest hashes compared; 0 for exact copies.
+    pub distance: u32,
 }
 
 fn hex<S: serde::Serializer>(content: &ContentId, serializer: S) -> Result<S::Ok, S::Error> {

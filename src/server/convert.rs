@@ -6,7 +6,8 @@ use std::time::SystemTime;
 
 use super::pb;
 use crate::daemon::status::ModelStatus;
-use crate::daemon::{Event, ImageInfo, SimilarImage, SimilarImages, Status};
+use crate::daemon::{DuplicateGroup, Event, ImageInfo, SimilarImage, SimilarImages, Status};
+use crate::dedup::MatchKind;
 use crate::store::{ContentId, FileState};
 
 pub fn status(status: &Status) -> pb::Status {
@@ -36,6 +37,7 @@ pub fn status(status: &Status) -> pb::Status {
             removed: counters.removed,
             failed: counters.failed,
             refits: counters.refits,
+            duplicates_found: counters.duplicates_found,
         }),
         uptime_s: status.uptime_s,
     }
@@ -156,8 +158,56 @@ pub fn event(event: Event) -> pb::Event {
             Kind::RefitFinished(pb::RefitFinished { images, clusters, duration_s })
         }
         Event::RefitFailed { reason } => Kind::RefitFailed(pb::RefitFailed { reason }),
+        Event::Duplicate { path, matches } => Kind::Duplicate(pb::DuplicateFound {
+            path: text(&path),
+            matches: matches
+                .into_iter()
+                .map(|found| pb::DuplicateMatch {
+                    image_id: found.content.to_hex(),
+                    paths: texts(&found.paths),
+                    kind: duplicate_kind(found.kind).into(),
+                    distance: found.distance,
+                })
+                .collect(),
+        }),
     };
     stamped(kind)
+}
+
+pub fn duplicate_kind(kind: MatchKind) -> pb::DuplicateKind {
+    match kind {
+        MatchKind::Exact => pb::DuplicateKind::Exact,
+        MatchKind::Duplicate => pb::DuplicateKind::Duplicate,
+        MatchKind::Similar => pb::DuplicateKind::Similar,
+    }
+}
+
+/// The weakest kind a request asks for; unspecified means duplicates and exact copies.
+pub fn match_kind(kind: pb::DuplicateKind) -> MatchKind {
+    match kind {
+        pb::DuplicateKind::Exact => MatchKind::Exact,
+        pb::DuplicateKind::Unspecified | pb::DuplicateKind::Duplicate => MatchKind::Duplicate,
+        pb::DuplicateKind::Similar => MatchKind::Similar,
+    }
+}
+
+pub fn duplicate_group(group: &DuplicateGroup) -> pb::DuplicateGroup {
+    pb::DuplicateGroup {
+        kind: duplicate_kind(group.kind).into(),
+        max_distance: group.max_distance,
+        paths: texts(&group.paths),
+        keeper: text(&group.keeper),
+        pairs: group
+            .pairs
+            .iter()
+            .map(|pair| pb::DuplicatePair {
+                a: text(&pair.a),
+                b: text(&pair.b),
+                kind: duplicate_kind(pair.kind).into(),
+                distance: pair.distance,
+            })
+            .collect(),
+    }
 }
 
 /// The notice sent in place of `count` events a slow stream missed.

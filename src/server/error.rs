@@ -52,7 +52,7 @@ fn code(error: &ApiError) -> Code {
         ApiError::Daemon(error) => match error {
             DaemonError::OutsideRoots { .. } => Code::PermissionDenied,
             DaemonError::UnknownPath { .. } => Code::NotFound,
-            DaemonError::BadQueryImage { .. } => Code::InvalidArgument,
+            DaemonError::BadQueryImage { .. } | DaemonError::Invalid(_) => Code::InvalidArgument,
             DaemonError::ShuttingDown => Code::Unavailable,
             DaemonError::Refit(_) => Code::FailedPrecondition,
             DaemonError::Query(error) => match error {

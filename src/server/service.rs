@@ -261,6 +261,55 @@ impl pb::clustimage_server::Clustimage for Api {
 
     type WatchEventsStream = EventStream;
 
+    async fn list_duplicates(
+        &self,
+        request: Request<pb::ListDuplicatesRequest>,
+    ) -> Result<Response<pb::ListDuplicatesResponse>, Status> {
+        let request = request.into_inner();
+        self.unary("ListDuplicates", async {
+            let kind = pb::DuplicateKind::try_from(request.kind)
+                .map_err(|_| ApiError::invalid("kind", format!("unknown kind {}", request.kind)))?;
+            let page_size = page_size("page_size", request.page_size)?;
+            let list = self.daemon.duplicate_list(convert::match_kind(kind))?;
+            let stale = "the duplicates changed since this token was issued: start again";
+            let page =
+                Page::tagged(&list.tag, stale, &request.page_token, page_size, list.groups.len())?;
+            Ok(pb::ListDuplicatesResponse {
+                groups: list.groups[page.range()].iter().map(convert::duplicate_group).collect(),
+                next_page_token: page.next_tagged(&list.tag),
+                total_groups: list.groups.len() as u64,
+            })
+        })
+        .await
+    }
+
+    async fn mark_not_duplicate(
+        &self,
+        request: Request<pb::MarkNotDuplicateRequest>,
+    ) -> Result<Response<pb::MarkNotDuplicateResponse>, Status> {
+        let request = request.into_inner();
+        self.unary("MarkNotDuplicate", async {
+            if request.paths.len() > MAX_PAGE {
+                let message = format!("at most {MAX_PAGE} files, got {}", request.paths.len());
+                return Err(ApiError::invalid("paths", message));
+            }
+            let paths = request
+                .paths
+                .iter()
+                .map(|path| required_path("paths", path))
+                .collect::<Result<Vec<PathBuf>, ApiError>>()?;
+            let daemon = self.daemon.clone();
+            let marked = tokio::task::spawn_blocking(move || daemon.mark_not_duplicate(&paths))
+                .await
+                .expect("marking does not panic")?;
+            Ok(pb::MarkNotDuplicateResponse {
+                pairs: marked.pairs,
+                links_removed: marked.links_removed,
+            })
+        })
+        .await
+    }
+
     async fn watch_events(
         &self,
         _request: Request<pb::WatchEventsRequest>,
@@ -316,7 +365,19 @@ struct Page {
 
 impl Page {
     fn of(list: &ClusterList, token: &str, size: usize, n_items: usize) -> Result<Page, ApiError> {
-        let start = if token.is_empty() { 0 } else { parse_token(list, token)? };
+        let stale = "the model was refitted since this token was issued: start again";
+        Page::tagged(&list.model_tag, stale, token, size, n_items)
+    }
+
+    /// A page of a listing named by `tag`; a token of another tag is refused with `stale`.
+    fn tagged(
+        tag: &str,
+        stale: &'static str,
+        token: &str,
+        size: usize,
+        n_items: usize,
+    ) -> Result<Page, ApiError> {
+        let start = if token.is_empty() { 0 } else { parse_token(tag, stale, token)? };
         if start > n_items {
             return Err(ApiError::invalid("page_token", "points past the last page"));
         }
@@ -328,22 +389,25 @@ impl Page {
     }
 
     fn next_token(&self, list: &ClusterList) -> String {
+        self.next_tagged(&list.model_tag)
+    }
+
+    fn next_tagged(&self, tag: &str) -> String {
         if self.end < self.n_items {
-            format!("{}.{}", list.model_tag, self.end)
+            format!("{tag}.{}", self.end)
         } else {
             String::new()
         }
     }
 }
 
-/// A token is `<model tag>.<offset>`; one from another model is refused, since clusters
-/// are renumbered by every refit.
-fn parse_token(list: &ClusterList, token: &str) -> Result<usize, ApiError> {
+/// A token is `<tag>.<offset>`, the tag naming the state of the listing (the model for
+/// clusters, which every refit renumbers); one of another state is refused.
+fn parse_token(tag: &str, stale: &'static str, token: &str) -> Result<usize, ApiError> {
     let malformed = || ApiError::invalid("page_token", "not a token this server issued");
-    let (tag, offset) = token.split_once('.').ok_or_else(malformed)?;
-    if tag != list.model_tag {
-        let message = "the model was refitted since this token was issued: start again";
-        return Err(ApiError::invalid("page_token", message));
+    let (token_tag, offset) = token.split_once('.').ok_or_else(malformed)?;
+    if token_tag != tag {
+        return Err(ApiError::invalid("page_token", stale));
     }
     offset.parse().map_err(|_| malformed())
 }

@@ -1,14 +1,20 @@
 //! The daemon's durable state: an embedded sled database in the data folder.
 //!
 //! The store is the truth; the model and the index are derived from it and can be rebuilt.
-//! It has four trees:
+//! It has six trees:
 //!
-//! | tree       | key                                   | value                        |
-//! |------------|---------------------------------------|------------------------------|
-//! | `meta`     | a name (`schema_version`)             | a big-endian `u32`           |
-//! | `files`    | the file's path, as bytes             | [`FileRecord`] (bincode)     |
-//! | `contents` | [`ContentId`] (blake3 of the bytes)   | [`ContentRecord`] (bincode)  |
-//! | `features` | `ContentId` + [`FeatureKey`]          | `f32` values, little-endian  |
+//! | tree         | key                                 | value                          |
+//! |--------------|-------------------------------------|--------------------------------|
+//! | `meta`       | a name (`schema_version`)           | a big-endian `u32`             |
+//! | `files`      | the file's path, as bytes           | [`FileRecord`] (bincode)       |
+//! | `contents`   | [`ContentId`] (blake3 of the bytes) | [`ContentRecord`] (bincode)    |
+//! | `features`   | `ContentId` + [`FeatureKey`]        | `f32` values, little-endian    |
+//! | `signatures` | `ContentId`                         | version + [`Signature`]        |
+//! | `verdicts`   | two `ContentId`s, smaller first     | [`Verdict`] (bincode)          |
+//!
+//! A signature of another version than [`SIGNATURE_VERSION`] reads as missing, so the
+//! file is read again once. A verdict says that two contents are not duplicates, whatever
+//! their hashes say; being keyed by content, it holds for every copy and across renames.
 //!
 //! Content is identity: a renamed, moved or copied file points at a content record that
 //! already has its features, so nothing is decoded again. Features are keyed by the
@@ -23,7 +29,15 @@ mod records;
 
 use std::path::{Path, PathBuf};
 
-pub use records::{ContentId, ContentRecord, FailureKind, FeatureKey, FileRecord, FileState};
+pub use records::{
+    ContentId, ContentRecord, FailureKind, FeatureKey, FileRecord, FileState, Verdict,
+};
+
+use crate::dedup::Signature;
+
+/// The version of [`Signature`]s as computed by this build; bumped whenever
+/// `dedup::compute_signature` changes its output.
+pub const SIGNATURE_VERSION: u32 = 1;
 
 /// Encodes any value as the store does (bincode, standard configuration).
 pub fn encode_value(value: &impl serde::Serialize) -> Vec<u8> {
@@ -66,6 +80,8 @@ pub struct Store {
     files: sled::Tree,
     contents: sled::Tree,
     features: sled::Tree,
+    signatures: sled::Tree,
+    verdicts: sled::Tree,
     path: PathBuf,
 }
 
@@ -108,6 +124,8 @@ impl Store {
             files: db.open_tree("files")?,
             contents: db.open_tree("contents")?,
             features: db.open_tree("features")?,
+            signatures: db.open_tree("signatures")?,
+            verdicts: db.open_tree("verdicts")?,
             db,
             path: folder.to_path_buf(),
         })
@@ -204,6 +222,59 @@ impl Store {
         self.features.insert(feature_key(id, key), bytes)?;
         Ok(())
     }
+
+    /// The duplicate signature of `id`, if one of this build's version is stored.
+    pub fn signature(&self, id: &ContentId) -> Result<Option<Signature>, StoreError> {
+        let Some(bytes) = self.signatures.get(id.as_bytes())? else { return Ok(None) };
+        let (version, signature): (u32, Signature) =
+            records::decode(&bytes, || format!("signatures/{id}"))?;
+        Ok((version == SIGNATURE_VERSION).then_some(signature))
+    }
+
+    pub fn put_signature(&self, id: &ContentId, signature: &Signature) -> Result<(), StoreError> {
+        let bytes = records::encode(&(SIGNATURE_VERSION, signature));
+        self.signatures.insert(id.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// Records that `a` and `b` are not duplicates (in either order); flushed at once, as
+    /// a person asked for it.
+    pub fn put_verdict(
+        &self,
+        a: &ContentId,
+        b: &ContentId,
+        verdict: &Verdict,
+    ) -> Result<(), StoreError> {
+        self.verdicts.insert(pair_key(a, b), records::encode(verdict))?;
+        self.verdicts.flush()?;
+        Ok(())
+    }
+
+    /// Every verdict, as `(smaller, larger, verdict)`.
+    pub fn verdicts(
+        &self,
+    ) -> impl Iterator<Item = Result<(ContentId, ContentId, Verdict), StoreError>> + '_ {
+        self.verdicts.iter().map(|entry| {
+            let (key, value) = entry?;
+            if key.len() != 64 {
+                let message = format!("a key of {} bytes, expected 64", key.len());
+                return Err(StoreError::Corrupt { key: "verdicts".into(), message });
+            }
+            let a = ContentId(key[..32].try_into().expect("32 bytes"));
+            let b = ContentId(key[32..].try_into().expect("32 bytes"));
+            let verdict = records::decode(&value, || format!("verdicts/{a}-{b}"))?;
+            Ok((a, b, verdict))
+        })
+    }
+}
+
+/// The key of an unordered pair of contents: the smaller first.
+fn pair_key(a: &ContentId, b: &ContentId) -> Vec<u8> {
+    let (low, high) = if a <= b { (a, b) } else { (b, a) };
+    let mut bytes = Vec::with_capacity(64);
+    bytes.extend_from_slice(low.as_bytes());
+    bytes.extend_from_slice(high.as_bytes());
+    bytes
 }
 
 /// The key of a path: its bytes as the platform holds them (not necessarily UTF-8).
@@ -278,6 +349,29 @@ mod tests {
         assert_eq!(values, vec![1.0, -2.5, f32::MIN_POSITIVE]);
         let other_key = FeatureKey::new(&("pca", 64));
         assert_eq!(store.features(&id, &other_key).unwrap(), None);
+    }
+
+    #[test]
+    fn signatures_of_this_version_and_verdicts_survive_a_reopen() {
+        let folder = tempfile::tempdir().unwrap();
+        let (a, b) = (ContentId::of(b"a"), ContentId::of(b"b"));
+        let thumbnail = image::GrayImage::from_fn(64, 64, |x, y| image::Luma([(x * y) as u8]));
+        let signature = crate::dedup::compute_signature(&thumbnail).unwrap();
+        {
+            let store = Store::open(folder.path()).unwrap();
+            store.put_signature(&a, &signature).unwrap();
+            store.put_verdict(&b, &a, &Verdict { marked_unix_s: 7 }).unwrap();
+            // A signature of an older version is as good as none.
+            let old = records::encode(&(SIGNATURE_VERSION - 1, &signature));
+            store.signatures.insert(b.as_bytes(), old).unwrap();
+            store.flush().unwrap();
+        }
+        let store = Store::open(folder.path()).unwrap();
+        assert_eq!(store.signature(&a).unwrap(), Some(signature));
+        assert_eq!(store.signature(&b).unwrap(), None);
+        let verdicts: Vec<_> = store.verdicts().map(Result::unwrap).collect();
+        let (low, high) = if a < b { (a, b) } else { (b, a) };
+        assert_eq!(verdicts, vec![(low, high, Verdict { marked_unix_s: 7 })]);
     }
 
     #[test]

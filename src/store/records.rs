@@ -121,6 +121,13 @@ pub struct ContentRecord {
     pub hashes: Vec<(HashKind, u64)>,
 }
 
+/// A person's word that two contents are not duplicates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// When it was given, in seconds since the Unix epoch.
+    pub marked_unix_s: i64,
+}
+
 /// Names one way of extracting features: a hash of the extractor's parameters and version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FeatureKey(pub [u8; 8]);

@@ -342,3 +342,36 @@ fn the_daemon_keeps_serving_when_its_log_reader_goes_away() {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn dups_and_not_duplicate_ask_the_daemon() {
+    let served = Served::start(None);
+    let listed = served.json(&["dups"]);
+    let groups = listed["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 4, "{listed:#}");
+    for group in groups {
+        assert_eq!(group["kind"], "duplicate");
+        let paths: Vec<&str> =
+            group["paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+        assert_eq!(paths.len(), 2);
+        assert_eq!(group["keeper"], paths[0]);
+        assert_eq!(picture_of(Path::new(paths[0])), picture_of(Path::new(paths[1])));
+    }
+    let exact = served.json(&["dups", "--kind", "exact"]);
+    assert!(exact["groups"].as_array().unwrap().is_empty());
+    let table = served.ok(&["dups"]);
+    assert!(table.starts_with("4 groups (8 files) of kind duplicate"), "{table}");
+
+    let pair: Vec<&str> =
+        groups[0]["paths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    let said = served.ok(&["not-duplicate", pair[0], pair[1]]);
+    assert!(said.contains("recorded 1 pairs"), "{said}");
+    assert_eq!(served.json(&["dups"])["groups"].as_array().unwrap().len(), 3);
+
+    // Thresholds belong to a run over folders; the daemon has its own.
+    let output = served.run(&["dups", "--duplicate-max-distance", "4"]);
+    let line = one_error_line(&output);
+    assert!(line.contains("--duplicate-max-distance") && line.contains("DIR"), "{line}");
+    let output = served.run(&["not-duplicate", pair[0], pair[0]]);
+    assert!(one_error_line(&output).contains("same bytes"));
+}

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clustimage::daemon::{Daemon, DaemonConfig, DaemonHandle, Event, Status};
+use clustimage::dedup::MatchKind;
 use clustimage::store::{FileState, Store};
 
 use crate::common::{fixture, picture_of};
@@ -577,4 +578,46 @@ fn a_bad_setting_stops_the_daemon_naming_its_key() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("method"));
+}
+
+/// The paths of each duplicate group, as listed now.
+fn duplicate_groups(handle: &DaemonHandle, kind: MatchKind) -> Vec<Vec<PathBuf>> {
+    let list = handle.duplicate_list(kind).unwrap();
+    list.groups.into_iter().map(|group| group.paths).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verdict_holds_across_a_refit_and_a_restart() {
+    let root = crate::common::photo_folder();
+    let data = tempfile::tempdir().unwrap();
+    let (daemon, handle) = start(config(root.path(), data.path())).await;
+    wait_settled(&handle, 12).await;
+    let groups = duplicate_groups(&handle, MatchKind::Duplicate);
+    assert_eq!(groups.len(), 4, "{groups:#?}");
+    let garden = groups.iter().find(|paths| picture_of(&paths[0]) == "030_Garden").unwrap();
+    let marked = handle.mark_not_duplicate(garden).unwrap();
+    assert_eq!((marked.pairs, marked.links_removed), (1, 1));
+    // Two paths of the same bytes cannot be marked: they are copies whatever one says.
+    let copy = root.path().join("garden again.jpg");
+    std::fs::copy(&garden[0], &copy).unwrap();
+    handle.ingest(&copy, true).await.unwrap();
+    let error = handle.mark_not_duplicate(&[garden[0].clone(), copy.clone()]).unwrap_err();
+    assert!(error.to_string().contains("same bytes"), "{error}");
+    let exact = duplicate_groups(&handle, MatchKind::Exact);
+    assert_eq!(exact.len(), 1);
+    assert_eq!(exact[0].len(), 2);
+    // The copy joins its original, which the verdict keeps apart from the other version.
+    let groups = duplicate_groups(&handle, MatchKind::Similar);
+    assert_eq!(groups.len(), 4);
+    assert!(!groups.iter().any(|paths| paths.contains(&garden[0]) && paths.contains(&garden[1])));
+
+    handle.refit(true).await.unwrap();
+    assert_eq!(duplicate_groups(&handle, MatchKind::Similar), groups);
+    drop(handle);
+    daemon.shutdown().await.unwrap();
+
+    let (daemon, handle) = start(config(root.path(), data.path())).await;
+    wait_settled(&handle, 12).await;
+    assert_eq!(duplicate_groups(&handle, MatchKind::Similar), groups);
+    daemon.shutdown().await.unwrap();
 }

@@ -501,3 +501,96 @@ async fn eventually<F: std::future::Future<Output = bool>>(what: &str, condition
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_listed_paged_marked_and_announced() {
+    let (root, _data, served) = served_photos().await;
+    let mut client = served.client().await;
+    let list = |kind: pb::DuplicateKind, page_size: u32, page_token: String| {
+        pb::ListDuplicatesRequest { kind: kind.into(), page_size, page_token }
+    };
+    // The fixtures hold four pictures twice (half size, and JPEG quality 35).
+    let all = client.list_duplicates(list(pb::DuplicateKind::Unspecified, 0, String::new()));
+    let all = all.await.unwrap().into_inner();
+    assert_eq!(all.total_groups, 4, "{all:#?}");
+    for group in &all.groups {
+        assert_eq!(group.kind(), pb::DuplicateKind::Duplicate);
+        assert_eq!(group.paths.len(), 2);
+        assert_eq!(group.keeper, group.paths[0]);
+        // The keeper is the copy with more pixels (the quality-35 one is full size).
+        let pixels: Vec<u32> = group
+            .paths
+            .iter()
+            .map(|path| image::image_dimensions(path).map(|(w, h)| w * h).unwrap())
+            .collect();
+        assert!(pixels[0] > pixels[1], "{group:#?}");
+        assert!(group.keeper.contains("_q35"), "{group:#?}");
+        assert_eq!(picture_of(Path::new(&group.paths[0])), picture_of(Path::new(&group.paths[1])));
+        assert_eq!(group.pairs.len(), 1);
+    }
+    // Page by page, the same groups.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client.list_duplicates(list(pb::DuplicateKind::Similar, 1, token));
+        let page = page.await.unwrap().into_inner();
+        paged.extend(page.groups);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(paged.len(), 4);
+    let exact = client.list_duplicates(list(pb::DuplicateKind::Exact, 0, String::new()));
+    assert_eq!(exact.await.unwrap().into_inner().total_groups, 0);
+    let bad_kind = pb::ListDuplicatesRequest { kind: 99, page_size: 0, page_token: String::new() };
+    assert_refused(client.list_duplicates(bad_kind).await, Code::InvalidArgument, "kind");
+
+    // A verdict on one group: it is gone, and a token of the old listing is refused.
+    let first_page = client.list_duplicates(list(pb::DuplicateKind::Duplicate, 1, String::new()));
+    let stale_token = first_page.await.unwrap().into_inner().next_page_token;
+    let marked = all.groups[0].paths.clone();
+    let request = pb::MarkNotDuplicateRequest { paths: marked.clone() };
+    let answer = client.mark_not_duplicate(request).await.unwrap().into_inner();
+    assert_eq!((answer.pairs, answer.links_removed), (1, 1));
+    let after = client.list_duplicates(list(pb::DuplicateKind::Similar, 0, String::new()));
+    let after = after.await.unwrap().into_inner();
+    assert_eq!(after.total_groups, 3);
+    assert!(after.groups.iter().all(|group| !group.paths.contains(&marked[0])));
+    let stale = client.list_duplicates(list(pb::DuplicateKind::Duplicate, 1, stale_token));
+    assert_refused(stale.await, Code::InvalidArgument, "changed");
+    let one = pb::MarkNotDuplicateRequest { paths: vec![marked[0].clone()] };
+    assert_refused(client.mark_not_duplicate(one).await, Code::InvalidArgument, "paths");
+    let outside = pb::MarkNotDuplicateRequest {
+        paths: vec![marked[0].clone(), text(&fixture("photos/030_Garden_half.jpg"))],
+    };
+    assert_refused(client.mark_not_duplicate(outside).await, Code::PermissionDenied, "watched");
+
+    // New arrivals: an exact copy, and a mirrored copy of another picture.
+    let mut events = client.watch_events(pb::WatchEventsRequest {}).await.unwrap().into_inner();
+    let original = root.path().join("030_Garden_half.jpg");
+    let copy = root.path().join("garden copy.jpg");
+    std::fs::copy(&original, &copy).unwrap();
+    let source = root.path().join("070_PastelHills-3200x2000_half.jpg");
+    let mirrored = root.path().join("hills mirrored.png");
+    image::open(&source).unwrap().fliph().save(&mirrored).unwrap();
+    let mut found = std::collections::HashMap::new();
+    let started = Instant::now();
+    while found.len() < 2 {
+        let left = DEADLINE.saturating_sub(started.elapsed());
+        let next = tokio::time::timeout(left, events.message()).await.expect("an event in time");
+        if let Some(pb::event::Kind::Duplicate(duplicate)) = next.unwrap().unwrap().kind {
+            found.insert(duplicate.path.clone(), duplicate);
+        }
+    }
+    let exact = &found[&text(&copy)].matches[0];
+    assert_eq!((exact.kind(), exact.distance), (pb::DuplicateKind::Exact, 0));
+    assert_eq!(exact.paths, vec![text(&original)]);
+    let turned = &found[&text(&mirrored)].matches[0];
+    assert_eq!(turned.kind(), pb::DuplicateKind::Duplicate);
+    assert_eq!(turned.paths, vec![text(&source)]);
+    let status = client.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
+    // The second copy of each of the four pictures at the first scan, and these two.
+    assert_eq!(status.counters.unwrap().duplicates_found, 4 + 2);
+    served.stop().await;
+}
