@@ -6,7 +6,9 @@
 //! - [`DuplicateIndex`] (here): the images known so far, which can be added and removed one
 //!   at a time, and the query "which known images does this one match, of which kind, at
 //!   what distance";
-//! - [`group`]: matches joined into groups; [`keeper`]: which copy of a group to keep.
+//! - [`group`]: matches joined into groups; [`keeper`]: which copy of a group to keep;
+//! - [`quarantine`]: duplicate files set aside (never deleted) and put back, crash-safely;
+//!   the one part of this module that touches files.
 //!
 //! Like the rest of the numeric core, this module knows nothing of files, flags or output
 //! formats: callers give it content hashes, signatures and file facts. It does not know
@@ -15,6 +17,7 @@
 pub mod group;
 pub mod hash_index;
 pub mod keeper;
+pub mod quarantine;
 pub mod signature;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -290,9 +293,8 @@ impl<K: Copy + Eq + Ord + std::hash::Hash> DuplicateIndex<K> {
                 }
             };
             self.full.for_each_within(full, radius, |key, d| duplicate(key, d, &grid, Part::Full));
-            self.center.for_each_within(full, radius, |key, d| {
-                duplicate(key, d, &grid, Part::Center)
-            });
+            self.center
+                .for_each_within(full, radius, |key, d| duplicate(key, d, &grid, Part::Center));
             if !signature.center_flat {
                 self.full.for_each_within(center, radius, |key, d| {
                     duplicate(key, d, &center_grid, Part::Full)
@@ -334,7 +336,11 @@ mod tests {
         // mirrors (a bright centre on a dark ground).
         let cells = std::array::from_fn(|row| {
             std::array::from_fn(|column| {
-                if (2..6).contains(&row) && (2..6).contains(&column) { 200 } else { 20 }
+                if (2..6).contains(&row) && (2..6).contains(&column) {
+                    200
+                } else {
+                    20
+                }
             })
         });
         Signature {
@@ -358,7 +364,7 @@ mod tests {
         index.insert(1u32, [1; 32], &flat(35));
         index.insert(2, [2; 32], &flat(119));
         index.insert(3, [3; 32], &signature(0, 0)); // structure whose hashes are zero
-        // A flat centre is never compared.
+                                                    // A flat centre is never compared.
         index.insert(4, [4; 32], &Signature { center_flat: true, ..signature(u64::MAX, 0) });
         let found = index.query(&[5; 32], &flat(40));
         assert_eq!(found, vec![Match { key: 1, kind: MatchKind::Duplicate, distance: 0 }]);
@@ -394,7 +400,8 @@ mod tests {
         let mut index = DuplicateIndex::new(MatchParams::default());
         let mut unrelated = signature(0, 0xffff);
         // A ramp, which the symmetric grid of the others does not correlate with.
-        unrelated.grid = Grid(std::array::from_fn(|row| std::array::from_fn(|col| (row * 8 + col) as u8 * 4)));
+        unrelated.grid =
+            Grid(std::array::from_fn(|row| std::array::from_fn(|col| (row * 8 + col) as u8 * 4)));
         index.insert(1u32, [1; 32], &unrelated);
         index.insert(2, [2; 32], &signature(0, 0xffff));
         let found = index.query(&[3; 32], &signature(0, 0xffff));
