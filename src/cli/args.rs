@@ -41,6 +41,8 @@ pub enum Command {
     /// Find exact copies, duplicates and similar images under folders, and the copy of
     /// each group to keep.
     Dups(super::dups::DupsArgs),
+    /// Put quarantined files back at the paths they came from, never over an existing file.
+    Restore(super::restore::RestoreArgs),
     /// Run the daemon: watch folders, index them as they change, refit in the background.
     Serve(super::serve::ServeArgs),
     /// The daemon's counts, counters and model.

@@ -10,6 +10,7 @@ pub mod config_file;
 pub mod dups;
 mod find;
 mod progress;
+pub mod restore;
 pub mod serve;
 mod table;
 
@@ -34,6 +35,7 @@ pub fn run(cli: Cli, cancel: &CancelToken) -> Result<()> {
         }
         Command::Find(args) => client::run(connection, ClientCommand::Find(find::request(args))),
         Command::Dups(args) => dups::run(args, cancel),
+        Command::Restore(args) => restore::run(args),
         Command::Serve(args) => serve::run(args, connection),
         Command::Status(output) => client::run(connection, ClientCommand::Status(*output)),
         Command::Clusters(output) => client::run(connection, ClientCommand::Clusters(*output)),
