@@ -44,6 +44,8 @@ pub enum Command {
     /// Tell the daemon that some files are not duplicates of each other; the verdict is
     /// kept and holds across restarts.
     NotDuplicate(super::client::NotDuplicateArgs),
+    /// Put quarantined files back at the paths they came from, never over an existing file.
+    Restore(super::restore::RestoreArgs),
     /// Run the daemon: watch folders, index them as they change, refit in the background.
     Serve(super::serve::ServeArgs),
     /// The daemon's counts, counters and model.

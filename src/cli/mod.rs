@@ -10,6 +10,7 @@ pub mod config_file;
 pub mod dups;
 mod find;
 mod progress;
+pub mod restore;
 pub mod serve;
 mod table;
 
@@ -47,6 +48,7 @@ pub fn run(cli: Cli, cancel: &CancelToken) -> Result<()> {
         }
         Command::Dups(args) => dups::run(args, cancel),
         Command::NotDuplicate(args) => client::run(connection, ClientCommand::NotDuplicate(args)),
+        Command::Restore(args) => restore::run(args),
         Command::Serve(args) => serve::run(args, connection),
         Command::Status(output) => client::run(connection, ClientCommand::Status(*output)),
         Command::Clusters(output) => client::run(connection, ClientCommand::Clusters(*output)),

@@ -6,7 +6,9 @@
 //! - [`DuplicateIndex`] (here): the images known so far, which can be added and removed one
 //!   at a time, and the query "which known images does this one match, of which kind, at
 //!   what distance";
-//! - [`group`]: matches joined into groups; [`keeper`]: which copy of a group to keep.
+//! - [`group`]: matches joined into groups; [`keeper`]: which copy of a group to keep;
+//! - [`quarantine`]: duplicate files set aside (never deleted) and put back, crash-safely;
+//!   the one part of this module that touches files.
 //!
 //! Like the rest of the numeric core, this module knows nothing of files, flags or output
 //! formats: callers give it content hashes, signatures and file facts. It does not know
@@ -15,6 +17,7 @@
 pub mod group;
 pub mod hash_index;
 pub mod keeper;
+pub mod quarantine;
 pub mod signature;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -10,4 +10,5 @@ mod dups;
 mod engine;
 mod find;
 mod report;
+mod restore;
 mod server;
