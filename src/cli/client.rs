@@ -204,6 +204,7 @@ async fn status(client: &mut Client, output: Output) -> Result<()> {
             "failed": counters.failed,
             "refits": counters.refits,
             "duplicates_found": counters.duplicates_found,
+            "duplicates_acted": counters.duplicates_acted,
         },
         "uptime_s": status.uptime_s,
     });

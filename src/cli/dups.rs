@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::{progress, table};
 use crate::batch::Skipped;
 use crate::cancel::CancelToken;
+use crate::daemon::{Action, DupActions};
 use crate::dedup::{self, DuplicateIndex, FileFacts, Link, MatchKind, MatchParams, Signature};
 use crate::imaging::{self, LoadLimits, Preprocessing};
 
@@ -53,6 +54,19 @@ pub struct DupsOptions {
     /// Whether mirrored and turned copies are duplicates [default: true].
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub geometric: Option<bool>,
+    /// What the daemon does with an arriving exact copy: `report` (the default), `move`
+    /// (into the quarantine) or `hardlink` (a link to the keeper). Configuration only.
+    #[arg(skip)]
+    pub action_exact: Option<String>,
+    /// The same for duplicates: `report` or `move`.
+    #[arg(skip)]
+    pub action_duplicate: Option<String>,
+    /// The same for similar images: `report` or `move`.
+    #[arg(skip)]
+    pub action_similar: Option<String>,
+    /// Where moved files go: a folder outside every watched folder.
+    #[arg(skip)]
+    pub quarantine: Option<PathBuf>,
 }
 
 impl DupsOptions {
@@ -72,6 +86,24 @@ impl DupsOptions {
             given.push("--geometric");
         }
         given
+    }
+}
+
+impl DupsOptions {
+    /// The daemon's actions, from the `[dups]` table.
+    pub fn actions(&self) -> Result<DupActions> {
+        let parse = |key: &str, value: &Option<String>| -> Result<Action> {
+            let name = value.as_deref().unwrap_or("report");
+            Action::from_name(name).ok_or_else(|| {
+                anyhow::anyhow!("{key}: unknown value {name:?}, expected report, move or hardlink")
+            })
+        };
+        Ok(DupActions {
+            exact: parse("action-exact", &self.action_exact)?,
+            duplicate: parse("action-duplicate", &self.action_duplicate)?,
+            similar: parse("action-similar", &self.action_similar)?,
+            quarantine: self.quarantine.clone(),
+        })
     }
 }
 

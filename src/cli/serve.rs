@@ -198,6 +198,10 @@ pub fn config(
     // The [dups] table of this file, checked as `dups` checks it.
     let dups = super::dups::DupsOptions { config: None, ..file.dups.clone() };
     config.dups = dups.settings().context("[dups]")?.params;
+    config.dup_actions = dups.actions().context("[dups]")?;
+    if let Some(folder) = &config.dup_actions.quarantine {
+        config.dup_actions.quarantine = Some(absolute(folder)?);
+    }
     config.validate()?;
     let server = file.server.config(config.listen, connection.token_file.as_deref())?;
     Ok((config, server))

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::dedup::MatchParams;
+use crate::dedup::{MatchKind, MatchParams};
 use crate::features::FeatureParams;
 use crate::imaging::{LoadLimits, Preprocessing};
 use crate::index::IndexParams;
@@ -45,6 +45,64 @@ pub struct DaemonConfig {
     pub index: IndexParams,
     /// The thresholds of the duplicate kinds (the `[dups]` table).
     pub dups: MatchParams,
+    /// What is done with arriving duplicates, by kind.
+    pub dup_actions: DupActions,
+}
+
+/// What the daemon does with a file that arrives as a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Action {
+    /// Log it and announce it; touch nothing.
+    #[default]
+    Report,
+    /// Move it into the quarantine (never the suggested keeper).
+    Move,
+    /// Replace it by a hard link to the keeper: exact copies only, on one filesystem.
+    Hardlink,
+}
+
+impl Action {
+    pub fn from_name(name: &str) -> Option<Action> {
+        match name.to_ascii_lowercase().as_str() {
+            "report" => Some(Action::Report),
+            "move" => Some(Action::Move),
+            "hardlink" => Some(Action::Hardlink),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Report => "report",
+            Action::Move => "move",
+            Action::Hardlink => "hardlink",
+        }
+    }
+}
+
+/// The action of each kind, and the quarantine that `move` uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DupActions {
+    pub exact: Action,
+    pub duplicate: Action,
+    pub similar: Action,
+    /// Absolute; required when any action is `move` or `hardlink` (which records there).
+    pub quarantine: Option<PathBuf>,
+}
+
+impl DupActions {
+    pub fn of(&self, kind: MatchKind) -> Action {
+        match kind {
+            MatchKind::Exact => self.exact,
+            MatchKind::Duplicate => self.duplicate,
+            MatchKind::Similar => self.similar,
+        }
+    }
+
+    /// True when some kind is acted on.
+    pub fn any(&self) -> bool {
+        MatchKind::ALL.iter().any(|kind| self.of(*kind) != Action::Report)
+    }
 }
 
 impl DaemonConfig {
@@ -68,6 +126,7 @@ impl DaemonConfig {
             fit: FitParams::default(),
             index: IndexParams::default(),
             dups: MatchParams::default(),
+            dup_actions: DupActions::default(),
         }
     }
 
@@ -124,6 +183,44 @@ impl DaemonConfig {
         self.index
             .validate()
             .map_err(|error| ConfigError { key: "index", message: error.to_string() })?;
+        self.validate_actions()
+    }
+
+    fn validate_actions(&self) -> Result<(), ConfigError> {
+        let actions = &self.dup_actions;
+        for (key, kind) in
+            [("action-duplicate", MatchKind::Duplicate), ("action-similar", MatchKind::Similar)]
+        {
+            if actions.of(kind) == Action::Hardlink {
+                let message = "hardlink is for exact copies only (action-exact); a duplicate \
+                               has other bytes"
+                    .to_string();
+                return Err(ConfigError { key, message });
+            }
+        }
+        let Some(quarantine) = &actions.quarantine else {
+            if actions.any() {
+                let message = "an action other than report needs a quarantine folder, where \
+                               moved files and the manifest of every action go"
+                    .to_string();
+                return Err(ConfigError { key: "quarantine", message });
+            }
+            return Ok(());
+        };
+        if !quarantine.is_absolute() {
+            let message = format!("{} is not an absolute path", quarantine.display());
+            return Err(ConfigError { key: "quarantine", message });
+        }
+        for root in &self.roots {
+            if quarantine.starts_with(root) || root.starts_with(quarantine) {
+                let message = format!(
+                    "{} and the watched folder {} must not contain each other",
+                    quarantine.display(),
+                    root.display()
+                );
+                return Err(ConfigError { key: "quarantine", message });
+            }
+        }
         Ok(())
     }
 }
@@ -147,6 +244,36 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         config().validate().unwrap();
+    }
+
+    #[test]
+    fn duplicate_actions_need_a_quarantine_outside_the_roots() {
+        let with = |edit: fn(&mut DupActions)| {
+            let mut config = config();
+            edit(&mut config.dup_actions);
+            config.validate().map_err(|error| error.key)
+        };
+        assert_eq!(with(|a| a.duplicate = Action::Move), Err("quarantine"));
+        assert_eq!(
+            with(|a| {
+                a.duplicate = Action::Move;
+                a.quarantine = Some("/photos/.quarantine".into());
+            }),
+            Err("quarantine")
+        );
+        assert_eq!(
+            with(|a| {
+                a.duplicate = Action::Hardlink;
+                a.quarantine = Some("/var/quarantine".into());
+            }),
+            Err("action-duplicate")
+        );
+        let valid = with(|a| {
+            a.exact = Action::Hardlink;
+            a.duplicate = Action::Move;
+            a.quarantine = Some("/var/quarantine".into());
+        });
+        assert_eq!(valid, Ok(()));
     }
 
     #[test]

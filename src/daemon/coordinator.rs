@@ -21,9 +21,10 @@ use super::scan::{self, ScanReport};
 use super::schedule::Schedule;
 use super::status::{Counter, DuplicateOf, Event, RootStatus};
 use super::watch::{Hint, Watcher};
-use super::{Activity, Command, DaemonConfig, DaemonError, RefitSummary, Shared};
+use super::{Action, Activity, Command, DaemonConfig, DaemonError, RefitSummary, Shared};
 use crate::cancel::CancelToken;
-use crate::dedup::{Match, MatchKind};
+use crate::dedup::quarantine::{Entry, Quarantine, QuarantineError};
+use crate::dedup::{self, Match, MatchKind};
 use crate::imaging::is_image_path;
 use crate::store::{ContentId, Store, StoreError};
 
@@ -39,6 +40,20 @@ enum Done {
     Move { from: PathBuf, to: PathBuf, result: Result<Vec<Moved>, StoreError> },
     Scan { result: Result<Vec<ScanReport>, StoreError> },
     Refit { result: Box<Result<View, RefitError>>, changes_at_start: u64 },
+    Acted { results: Vec<(Act, Result<Entry, QuarantineError>)> },
+}
+
+/// One action to take on a duplicate file.
+#[derive(Debug, Clone)]
+struct Act {
+    action: Action,
+    /// The file acted on, its content and the watched folder it is under.
+    path: PathBuf,
+    content: ContentId,
+    root: PathBuf,
+    /// The suggested keeper of the two, which is never touched.
+    keeper: PathBuf,
+    kind: MatchKind,
 }
 
 type Moved = (PathBuf, PathBuf, Option<ContentId>);
@@ -81,6 +96,8 @@ pub(super) struct Coordinator {
     schedule: Schedule,
     /// Paths being looked at; no second job starts for them until the first is back.
     busy: HashSet<PathBuf>,
+    /// Where duplicates are set aside, when an action is configured.
+    quarantine: Option<Arc<Quarantine>>,
     /// Busy paths that had another event meanwhile.
     again: HashSet<PathBuf>,
     jobs: JoinSet<Done>,
@@ -153,6 +170,14 @@ impl Coordinator {
             Ok(None) => tracing::info!("no saved model yet"),
             Err(error) => tracing::warn!(%error, "saved model unusable; it will be refitted"),
         }
+        let quarantine = match &config.dup_actions.quarantine {
+            Some(folder) if config.dup_actions.any() => {
+                let quarantine = Quarantine::open(folder)?;
+                tracing::info!(folder = %folder.display(), "duplicates are set aside here");
+                Some(Arc::new(quarantine))
+            }
+            _ => None,
+        };
         let (hint_sender, hints) = mpsc::channel(HINT_BUFFER);
         let mut watcher = Watcher::new(hint_sender)?;
         let mut roots = Vec::new();
@@ -187,6 +212,7 @@ impl Coordinator {
             watcher,
             roots,
             busy: HashSet::new(),
+            quarantine,
             again: HashSet::new(),
             jobs: JoinSet::new(),
             n_looks: 0,
@@ -447,6 +473,7 @@ impl Coordinator {
             Done::Refit { result, changes_at_start } => {
                 self.finish_refit(*result, changes_at_start)
             }
+            Done::Acted { results } => self.finish_actions(results),
         }
     }
 
@@ -608,7 +635,12 @@ impl Coordinator {
 
     /// Logs and publishes what a path that now holds `content` duplicates: the other paths
     /// of the same bytes, and the contents it matched when it was first held.
-    fn report_duplicates(&self, path: &Path, content: ContentId, matches: Vec<Match<ContentId>>) {
+    fn report_duplicates(
+        &mut self,
+        path: &Path,
+        content: ContentId,
+        matches: Vec<Match<ContentId>>,
+    ) {
         let library = self.library();
         let catalog = library.catalog.read().expect("catalog lock");
         let mut found = Vec::new();
@@ -635,7 +667,124 @@ impl Coordinator {
             matches = found.len(),
             "duplicate arrived"
         );
-        library.publish(Event::Duplicate { path: path.to_path_buf(), matches: found });
+        library.publish(Event::Duplicate { path: path.to_path_buf(), matches: found.clone() });
+        let acts = self.plan_actions(path, content, &found);
+        self.start_actions(acts);
+    }
+
+    /// What the configured actions do about an arriving file and the files it matches:
+    /// of each pair, the one that is not the suggested keeper is acted on, by the action
+    /// of the pair's kind. Copies already in the library are never acted on between
+    /// themselves; a pair whose action is `report` is left alone.
+    fn plan_actions(&self, path: &Path, content: ContentId, found: &[DuplicateOf]) -> Vec<Act> {
+        let Some(_) = &self.quarantine else { return Vec::new() };
+        let library = self.library();
+        let facts = |path: &Path, content: &ContentId| match library.file_facts(path, content) {
+            Ok(facts) => Some(facts),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "no action: cannot read its records");
+                None
+            }
+        };
+        let Some(arriving) = facts(path, &content) else { return Vec::new() };
+        let mut acts = Vec::new();
+        let mut arriving_is_kept = true;
+        for matched in found {
+            let action = self.config.dup_actions.of(matched.kind);
+            if action == Action::Report {
+                continue;
+            }
+            for other in &matched.paths {
+                let Some(other_facts) = facts(other, &matched.content) else { continue };
+                let arriving_wins =
+                    dedup::keeper::compare(&arriving, &other_facts) == std::cmp::Ordering::Less;
+                let (target, target_content, keeper) = if arriving_wins {
+                    (other.clone(), matched.content, path.to_path_buf())
+                } else {
+                    arriving_is_kept = false;
+                    (path.to_path_buf(), content, other.clone())
+                };
+                let Some(root) = self.root_of(&target).map(|root| root.path.clone()) else {
+                    continue;
+                };
+                if acts.iter().any(|act: &Act| act.path == target) {
+                    continue;
+                }
+                let kind = matched.kind;
+                acts.push(Act {
+                    action,
+                    path: target,
+                    content: target_content,
+                    root,
+                    keeper,
+                    kind,
+                });
+            }
+        }
+        if !arriving_is_kept {
+            // The arriving file goes: the library's own copies stay as they are.
+            acts.retain(|act| act.path == path);
+            acts.truncate(1);
+        }
+        acts
+    }
+
+    /// Runs actions on a blocking thread; their paths are busy until they are done.
+    fn start_actions(&mut self, acts: Vec<Act>) {
+        let Some(quarantine) = self.quarantine.clone() else { return };
+        let acts: Vec<Act> =
+            acts.into_iter().filter(|act| !self.busy.contains(&act.path)).collect();
+        if acts.is_empty() {
+            return;
+        }
+        for act in &acts {
+            self.busy.insert(act.path.clone());
+        }
+        self.jobs.spawn_blocking(move || {
+            let results = acts
+                .into_iter()
+                .map(|act| {
+                    let reason = format!("{} of {}", act.kind.name(), act.keeper.display());
+                    let expected = act.content.as_bytes();
+                    let result = match act.action {
+                        Action::Move => quarantine.move_in(&act.root, &act.path, expected, &reason),
+                        Action::Hardlink => {
+                            quarantine.hardlink(&act.keeper, &act.path, expected, &reason)
+                        }
+                        Action::Report => unreachable!("report is never planned"),
+                    };
+                    (act, result)
+                })
+                .collect();
+            Done::Acted { results }
+        });
+    }
+
+    fn finish_actions(&mut self, results: Vec<(Act, Result<Entry, QuarantineError>)>) {
+        for (act, result) in results {
+            self.busy.remove(&act.path);
+            match result {
+                Ok(entry) => {
+                    self.shared.library.counters.add(Counter::DuplicatesActed, 1);
+                    tracing::info!(
+                        path = %act.path.display(),
+                        action = act.action.name(),
+                        kind = act.kind.name(),
+                        keeper = %act.keeper.display(),
+                        to = %entry.target.display(),
+                        "duplicate set aside"
+                    );
+                }
+                Err(error) => tracing::warn!(
+                    path = %act.path.display(),
+                    action = act.action.name(),
+                    %error,
+                    "duplicate left in place"
+                ),
+            }
+            // Whatever happened, the path is looked at again.
+            self.schedule.at(act.path, None, Instant::now());
+        }
     }
 
     /// Places a new content in the view in use until the next refit.

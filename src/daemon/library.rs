@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::duplicates::Duplicates;
 use super::status::{Counters, Event};
+use crate::dedup::FileFacts;
 use crate::index::{HnswIndex, IndexError, PointId, VectorIndex};
 use crate::model::distribution::FittedDistribution;
 use crate::model::{Model, ModelError};
@@ -436,6 +437,25 @@ impl Library {
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             feature_key,
         }
+    }
+
+    /// What the keeper policy compares of the file at `path`, holding `content`, from the
+    /// store's records (nothing is read from the file).
+    pub fn file_facts(&self, path: &Path, content: &ContentId) -> Result<FileFacts, StoreError> {
+        let record = self.store.content(content)?;
+        let file = self.store.file(path)?;
+        Ok(FileFacts {
+            path: path.to_path_buf(),
+            width_px: record.as_ref().map_or(0, |r| r.width_px),
+            height_px: record.as_ref().map_or(0, |r| r.height_px),
+            size_bytes: record.as_ref().map_or(0, |r| r.size_bytes),
+            format: record.as_ref().and_then(|r| r.format.clone()),
+            n_exif_fields: record
+                .as_ref()
+                .and_then(|r| r.exif.as_ref())
+                .map_or(0, |exif| exif.field_count()),
+            modified_unix_s: file.map(|file| file.modified_ns.div_euclid(1_000_000_000) as i64),
+        })
     }
 
     /// The view in use, if a model has been fitted.

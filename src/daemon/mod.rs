@@ -30,7 +30,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use config::{ConfigError, DaemonConfig};
+pub use config::{Action, ConfigError, DaemonConfig, DupActions};
 pub use library::{ClusterSummary, Library, QueryError, Similar};
 pub use query::{
     DuplicateGroup, DuplicateList, DuplicatePair, ImageInfo, ImageQuery, InvalidQuery, Marked,
@@ -65,6 +65,8 @@ pub enum DaemonError {
     BadQueryImage { field: &'static str, reason: String },
     #[error("{0}")]
     Invalid(#[from] InvalidQuery),
+    #[error("quarantine: {0}")]
+    Quarantine(#[from] crate::dedup::quarantine::QuarantineError),
 }
 
 /// A request to the coordinator.

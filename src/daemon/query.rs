@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::duplicates::ContentGroup;
 use super::library::{ClusterSummary, QueryError, View};
 use super::{DaemonError, DaemonHandle};
-use crate::dedup::{choose_keeper, FileFacts, MatchKind};
+use crate::dedup::{choose_keeper, MatchKind};
 use crate::store::{ContentId, ContentRecord, FileRecord, FileState, Verdict};
 
 /// The most hits one similarity query may ask for.
@@ -352,25 +352,11 @@ impl DaemonHandle {
         group: &ContentGroup,
         paths_of_content: &[Vec<PathBuf>],
     ) -> Result<DuplicateGroup, DaemonError> {
-        let store = &self.library().store;
+        let library = self.library();
         let mut facts = Vec::new();
         for (content, paths) in group.contents.iter().zip(paths_of_content) {
-            let record = store.content(content).map_err(QueryError::from)?;
             for path in paths {
-                let modified = store.file(path).map_err(QueryError::from)?;
-                facts.push(FileFacts {
-                    path: path.clone(),
-                    width_px: record.as_ref().map_or(0, |r| r.width_px),
-                    height_px: record.as_ref().map_or(0, |r| r.height_px),
-                    size_bytes: record.as_ref().map_or(0, |r| r.size_bytes),
-                    format: record.as_ref().and_then(|r| r.format.clone()),
-                    n_exif_fields: record
-                        .as_ref()
-                        .and_then(|r| r.exif.as_ref())
-                        .map_or(0, |exif| exif.field_count()),
-                    modified_unix_s: modified
-                        .map(|file| (file.modified_ns.div_euclid(1_000_000_000)) as i64),
-                });
+                facts.push(library.file_facts(path, content).map_err(QueryError::from)?);
             }
         }
         let keeper_idx = choose_keeper(&facts).expect("a group has paths");

@@ -21,6 +21,7 @@ pub struct Counters {
     failed: AtomicU64,
     refits: AtomicU64,
     duplicates_found: AtomicU64,
+    duplicates_acted: AtomicU64,
 }
 
 /// A copy of [`Counters`] at one moment.
@@ -44,6 +45,8 @@ pub struct CounterValues {
     pub refits: u64,
     /// Paths that arrived as a duplicate of something the library had.
     pub duplicates_found: u64,
+    /// Duplicate files moved into the quarantine or replaced by a hard link.
+    pub duplicates_acted: u64,
 }
 
 /// Names one counter.
@@ -58,6 +61,7 @@ pub enum Counter {
     Failed,
     Refits,
     DuplicatesFound,
+    DuplicatesActed,
 }
 
 impl Counters {
@@ -72,6 +76,7 @@ impl Counters {
             Counter::Failed => &self.failed,
             Counter::Refits => &self.refits,
             Counter::DuplicatesFound => &self.duplicates_found,
+            Counter::DuplicatesActed => &self.duplicates_acted,
         };
         cell.fetch_add(amount, Ordering::Relaxed);
     }
@@ -88,6 +93,7 @@ impl Counters {
             failed: get(&self.failed),
             refits: get(&self.refits),
             duplicates_found: get(&self.duplicates_found),
+            duplicates_acted: get(&self.duplicates_acted),
         }
     }
 }

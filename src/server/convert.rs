@@ -38,6 +38,7 @@ pub fn status(status: &Status) -> pb::Status {
             failed: counters.failed,
             refits: counters.refits,
             duplicates_found: counters.duplicates_found,
+            duplicates_acted: counters.duplicates_acted,
         }),
         uptime_s: status.uptime_s,
     }

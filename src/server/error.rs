@@ -65,7 +65,8 @@ fn code(error: &ApiError) -> Code {
             DaemonError::Config(_)
             | DaemonError::Store(_)
             | DaemonError::DataDir { .. }
-            | DaemonError::Watch(_) => Code::Internal,
+            | DaemonError::Watch(_)
+            | DaemonError::Quarantine(_) => Code::Internal,
         },
     }
 }

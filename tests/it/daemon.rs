@@ -621,3 +621,52 @@ async fn a_verdict_holds_across_a_refit_and_a_restart() {
     assert_eq!(duplicate_groups(&handle, MatchKind::Similar), groups);
     daemon.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arriving_duplicates_are_set_aside_and_restored_unchanged() {
+    use clustimage::daemon::Action;
+    use clustimage::dedup::quarantine::Quarantine;
+    use std::os::unix::fs::MetadataExt;
+
+    let root = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let quarantine = tempfile::tempdir().unwrap();
+    let keeper = root.path().join("garden.jpg");
+    std::fs::copy(fixture("photos/030_Garden_q35.jpg"), &keeper).unwrap();
+    let mut config = config(root.path(), data.path());
+    config.dup_actions.duplicate = Action::Move;
+    config.dup_actions.exact = Action::Hardlink;
+    config.dup_actions.quarantine = Some(quarantine.path().to_path_buf());
+    let (daemon, handle) = start(config.clone()).await;
+    wait_for(&handle, "the first photo indexed", |s| s.images == 1 && s.pending == 0).await;
+
+    // A smaller version: a duplicate, and not the keeper, so it is moved.
+    let smaller = root.path().join("album/garden small.jpg");
+    std::fs::create_dir(root.path().join("album")).unwrap();
+    let smaller_bytes = std::fs::read(fixture("photos/030_Garden_half.jpg")).unwrap();
+    std::fs::write(&smaller, &smaller_bytes).unwrap();
+    // The same bytes again: replaced by a hard link to the keeper.
+    let copy = root.path().join("garden copy.jpg");
+    std::fs::copy(&keeper, &copy).unwrap();
+    wait_for(&handle, "both duplicates acted on", |s| s.counters.duplicates_acted == 2).await;
+    handle.idle().await.unwrap();
+
+    assert!(!smaller.exists());
+    let root_name = root.path().file_name().unwrap();
+    let set_aside = quarantine.path().join(root_name).join("album/garden small.jpg");
+    assert_eq!(std::fs::read(&set_aside).unwrap(), smaller_bytes);
+    let (keeper_meta, copy_meta) =
+        (std::fs::metadata(&keeper).unwrap(), std::fs::metadata(&copy).unwrap());
+    assert_eq!(keeper_meta.ino(), copy_meta.ino(), "the copy is a link to the keeper");
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&keeper).unwrap());
+    let status = handle.status();
+    assert_eq!((status.images, status.files), (1, 2), "{status:#?}");
+    drop(handle);
+    daemon.shutdown().await.unwrap();
+
+    // Put back by the manifest: the same bytes at the same path.
+    let report = Quarantine::open(quarantine.path()).unwrap().restore(|_| true).unwrap();
+    assert_eq!(report.restored.len(), 1, "{report:#?}");
+    assert_eq!(std::fs::read(&smaller).unwrap(), smaller_bytes);
+    assert!(!set_aside.exists());
+}
