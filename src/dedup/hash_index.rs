@@ -2,24 +2,29 @@
 //! query, without scanning them all.
 //!
 //! The algorithm is Norouzi, Punjani and Fleet's multi-index hashing: each hash is cut
-//! into four 16-bit blocks, and each block indexes a table of 65,536 buckets. Two hashes
-//! within distance `r` agree within `r / 4` bits on at least one block (pigeonhole), so
-//! a query looks up, in each table, every block value within `r / 4` bits of its own, and
-//! checks the full distance of the hashes found there. At radius 11 that is 4 x 137
-//! bucket lookups; the cost grows quickly with the radius (4 x 2,517 lookups at radius
-//! 19), so very loose radii are better served by a scan.
+//! into [`N_BLOCKS`] blocks of 10 or 11 bits, and each block indexes a table of buckets.
+//! Two hashes within distance `r` agree within `r / N_BLOCKS` bits on at least one block
+//! (pigeonhole), so a query looks up, in each table, every block value within that many
+//! bits of its own, and checks the full distance of the hashes found there.
+//!
+//! Why six blocks: the cost of a query is the buckets it visits (each a likely cache miss)
+//! plus the hashes it checks (cheap: they sit in the bucket, beside their slot). At the
+//! duplicate radius of 10, six blocks visit 6 x 12 buckets of about 50 hashes each at
+//! 100,000 hashes; four blocks of 16 bits visited 4 x 137 buckets of under two, and took
+//! eight times as long. Past a few million hashes, more blocks would pay.
 
 use std::collections::HashMap;
 
-/// The number of 16-bit blocks a 64-bit hash is cut into.
-const N_BLOCKS: usize = 4;
+/// The number of blocks a 64-bit hash is cut into.
+pub const N_BLOCKS: usize = 6;
 
-/// Bits per block.
-const BLOCK_BITS: u32 = 16;
+/// Where each block starts, and how many bits it has: four of 11 bits, two of 10.
+const BLOCK_SHIFTS: [u32; N_BLOCKS] = [0, 11, 22, 33, 44, 54];
+const BLOCK_WIDTHS: [u32; N_BLOCKS] = [11, 11, 11, 11, 10, 10];
 
-/// Masks are kept for block radii up to this (hash radii up to 35); larger radii are
-/// searched at this block radius, which can miss hashes: keep radii at most 35.
-const MAX_BLOCK_RADIUS: u32 = 8;
+/// Masks are kept for block radii up to this (hash radii up to 29); larger radii are
+/// searched at this block radius, which can miss hashes: keep radii under 30.
+const MAX_BLOCK_RADIUS: u32 = 4;
 
 /// Hashes indexed by slot, found by Hamming distance.
 ///
@@ -27,17 +32,18 @@ const MAX_BLOCK_RADIUS: u32 = 8;
 /// one), and [`HashIndex::remove`] drops them all.
 #[derive(Debug, Clone)]
 pub struct HashIndex<K> {
-    /// `tables[block_idx][block_value]`: the slots whose hash has that block value.
-    tables: Vec<Vec<Vec<u32>>>,
+    /// `tables[block_idx][block_value]`: the hash and slot of each entry with that block
+    /// value (the hash kept here so that checking a candidate reads nothing else).
+    tables: Vec<Vec<Vec<(u64, u32)>>>,
     /// The hash and key in each slot; `None` for a free slot.
     slots: Vec<Option<(u64, K)>>,
     /// Slots freed by removals, reused by insertions.
     free_slots: Vec<u32>,
     /// The slots of each key, for removal.
     slots_of_key: HashMap<K, Vec<u32>>,
-    /// `masks[n]`: every 16-bit mask with at most `n` bits set, made once (making them
-    /// per query cost more than the lookups).
-    masks: Vec<Vec<u16>>,
+    /// `masks[block_idx][n]`: every mask of the block's width with at most `n` bits set,
+    /// made once (making them per query cost more than the lookups).
+    masks: Vec<Vec<Vec<u16>>>,
 }
 
 impl<K: Copy + Eq + std::hash::Hash> Default for HashIndex<K> {
@@ -49,11 +55,14 @@ impl<K: Copy + Eq + std::hash::Hash> Default for HashIndex<K> {
 impl<K: Copy + Eq + std::hash::Hash> HashIndex<K> {
     pub fn new() -> Self {
         HashIndex {
-            tables: vec![vec![Vec::new(); 1 << BLOCK_BITS]; N_BLOCKS],
+            tables: BLOCK_WIDTHS.iter().map(|&width| vec![Vec::new(); 1 << width]).collect(),
             slots: Vec::new(),
             free_slots: Vec::new(),
             slots_of_key: HashMap::new(),
-            masks: (0..=MAX_BLOCK_RADIUS).map(masks_within).collect(),
+            masks: BLOCK_WIDTHS
+                .iter()
+                .map(|&width| (0..=MAX_BLOCK_RADIUS).map(|n| masks_within(width, n)).collect())
+                .collect(),
         }
     }
 
@@ -79,7 +88,7 @@ impl<K: Copy + Eq + std::hash::Hash> HashIndex<K> {
             }
         };
         for (block_idx, table) in self.tables.iter_mut().enumerate() {
-            table[block_value(hash, block_idx)].push(slot);
+            table[block_value(hash, block_idx)].push((hash, slot));
         }
         self.slots_of_key.entry(key).or_default().push(slot);
     }
@@ -90,7 +99,10 @@ impl<K: Copy + Eq + std::hash::Hash> HashIndex<K> {
         for slot in slots {
             let Some((hash, _)) = self.slots[slot as usize].take() else { continue };
             for (block_idx, table) in self.tables.iter_mut().enumerate() {
-                table[block_value(hash, block_idx)].retain(|&held| held != slot);
+                let bucket = &mut table[block_value(hash, block_idx)];
+                if let Some(position) = bucket.iter().position(|&(_, held)| held == slot) {
+                    bucket.swap_remove(position);
+                }
             }
             self.free_slots.push(slot);
         }
@@ -102,15 +114,14 @@ impl<K: Copy + Eq + std::hash::Hash> HashIndex<K> {
     /// A hash may be reported more than once (once per block it agrees on); callers keep
     /// the smallest distance per key.
     pub fn for_each_within(&self, query: u64, radius: u32, mut found: impl FnMut(K, u32)) {
-        let block_radius = (radius / N_BLOCKS as u32).min(MAX_BLOCK_RADIUS);
-        let masks = &self.masks[block_radius as usize];
+        let block_radius = (radius / N_BLOCKS as u32).min(MAX_BLOCK_RADIUS) as usize;
         for (block_idx, table) in self.tables.iter().enumerate() {
             let own = block_value(query, block_idx);
-            for &mask in masks {
-                for &slot in &table[own ^ mask as usize] {
-                    if let Some((hash, key)) = self.slots[slot as usize] {
-                        let distance = (hash ^ query).count_ones();
-                        if distance <= radius {
+            for &mask in &self.masks[block_idx][block_radius] {
+                for &(hash, slot) in &table[own ^ mask as usize] {
+                    let distance = (hash ^ query).count_ones();
+                    if distance <= radius {
+                        if let Some((_, key)) = self.slots[slot as usize] {
                             found(key, distance);
                         }
                     }
@@ -137,13 +148,14 @@ impl<K: Copy + Eq + std::hash::Hash> HashIndex<K> {
 }
 
 fn block_value(hash: u64, block_idx: usize) -> usize {
-    ((hash >> (block_idx as u32 * BLOCK_BITS)) & 0xffff) as usize
+    let width = BLOCK_WIDTHS[block_idx];
+    ((hash >> BLOCK_SHIFTS[block_idx]) & ((1 << width) - 1)) as usize
 }
 
-/// Every 16-bit mask with at most `n_bits` bits set, fewest bits first.
-fn masks_within(n_bits: u32) -> Vec<u16> {
-    let n_bits = n_bits.min(BLOCK_BITS);
-    let mut masks: Vec<u16> = (0..=u16::MAX).filter(|mask| mask.count_ones() <= n_bits).collect();
+/// Every `width`-bit mask with at most `n_bits` bits set, fewest bits first.
+fn masks_within(width: u32, n_bits: u32) -> Vec<u16> {
+    let mut masks: Vec<u16> =
+        (0..1u32 << width).map(|mask| mask as u16).filter(|m| m.count_ones() <= n_bits).collect();
     masks.sort_by_key(|mask| mask.count_ones());
     masks
 }
@@ -198,7 +210,7 @@ mod tests {
         }
         for query_idx in 0..200 {
             let query = if query_idx % 2 == 0 { hashes[query_idx * 7] ^ 0b1011 } else { rng.gen() };
-            for radius in [0, 3, 7, 11, 12, 16, 20] {
+            for radius in [0, 3, 5, 6, 7, 11, 12, 16, 20, 24] {
                 assert_eq!(
                     index.within(query, radius),
                     brute_force(&held, query, radius),
@@ -206,6 +218,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn blocks_cover_every_bit_once() {
+        let mut covered = 0u64;
+        for block_idx in 0..N_BLOCKS {
+            let bits = ((1u64 << BLOCK_WIDTHS[block_idx]) - 1) << BLOCK_SHIFTS[block_idx];
+            assert_eq!(covered & bits, 0, "block {block_idx} overlaps");
+            covered |= bits;
+        }
+        assert_eq!(covered, u64::MAX);
+        assert_eq!(block_value(u64::MAX, N_BLOCKS - 1), (1 << 10) - 1);
     }
 
     #[test]
