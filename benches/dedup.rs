@@ -12,9 +12,11 @@
 
 use std::time::{Duration, Instant};
 
+use clustimage::daemon::duplicates::Duplicates;
 use clustimage::dedup::{
     DuplicateIndex, Grid, MatchParams, Signature, Variant, MIN_GRID_CORRELATION,
 };
+use clustimage::store::{ContentId, Store};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -71,6 +73,32 @@ fn main() {
     report("DuplicateIndex::query", &mut indexed_times);
     report("brute-force scan", &mut scan_times);
     println!("matches found: {indexed_found} (both)");
+
+    // The daemon's start: every signature from the store, then the links.
+    let folder = tempfile::tempdir().expect("a temporary folder");
+    let store = Store::open(folder.path()).expect("a store");
+    let contents: Vec<ContentId> = (0..n_images).map(|key| ContentId(content_of(key))).collect();
+    for (content, signature) in contents.iter().zip(&signatures) {
+        store.put_signature(content, signature).expect("a write");
+    }
+    let mut sorted = contents.clone();
+    sorted.sort_unstable();
+    let started = Instant::now();
+    let (first, _) = Duplicates::load(params, &store, &sorted).expect("a load");
+    let searched = started.elapsed();
+    let n_links = first.n_links();
+    drop(first);
+    store.flush().expect("a flush");
+    let started = Instant::now();
+    let (again, _) = Duplicates::load(params, &store, &sorted).expect("a load");
+    let reloaded = started.elapsed();
+    assert_eq!(again.n_links(), n_links);
+    println!(
+        "daemon start: {:.1} s to check every image once (a new store, or new thresholds), \
+         {:.2} s to load them with their {n_links} links",
+        searched.as_secs_f64(),
+        reloaded.as_secs_f64()
+    );
 }
 
 fn option(name: &str, default: usize) -> usize {

@@ -62,6 +62,9 @@ pub enum Command {
     Refit(super::client::RefitArgs),
     /// Print the daemon's events as they happen.
     Events(super::client::EventArgs),
+    /// Have the daemon write the report of its library (figures and index.html) into a
+    /// folder.
+    Report(super::client::ReportArgs),
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,6 @@
 //! The client commands: `status`, `find` (without `--in`), `clusters`, `cluster`,
-//! `unique`, `image`, `ingest`, `refit`, `events`, `dups` (without a folder) and
-//! `not-duplicate`, each one call (or a few, to page) to a running daemon. Tables by
+//! `unique`, `image`, `ingest`, `refit`, `events`, `dups` (without a folder),
+//! `not-duplicate` and `report`, each one call (or a few, to page) to a running daemon. Tables by
 //! default, `--json` for scripts.
 
 use std::path::{Path, PathBuf};
@@ -77,6 +77,18 @@ pub struct NotDuplicateArgs {
     pub output: Output,
 }
 
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The folder to write into (on the daemon's machine; outside the watched folders).
+    #[arg(value_name = "OUTDIR")]
+    pub out_dir: PathBuf,
+    /// Also draw the embedding with a thumbnail at every image (at most 300, sampled).
+    #[arg(long)]
+    pub all_thumbnails: bool,
+    #[command(flatten)]
+    pub output: Output,
+}
+
 /// What `find` asks the daemon.
 #[derive(Debug)]
 pub struct FindRequest<'a> {
@@ -108,6 +120,7 @@ pub enum ClientCommand<'a> {
         json: bool,
     },
     NotDuplicate(&'a NotDuplicateArgs),
+    Report(&'a ReportArgs),
 }
 
 /// Runs one client command against the daemon at `connection`.
@@ -139,6 +152,7 @@ async fn dispatch(client: &mut Client, command: ClientCommand<'_>) -> Result<()>
         ClientCommand::Events(args) => events(client, args).await,
         ClientCommand::Dups { kind, json } => dups(client, kind.as_deref(), json).await,
         ClientCommand::NotDuplicate(args) => not_duplicate(client, args).await,
+        ClientCommand::Report(args) => write_report(client, args).await,
     }
 }
 
@@ -727,6 +741,26 @@ async fn dups(client: &mut Client, kind: Option<&str>, json: bool) -> Result<()>
         }
     }
     print!("{}", table::render(&["group", "kind", "distance", "keeper", "path"], &rows));
+    Ok(())
+}
+
+async fn write_report(client: &mut Client, args: &ReportArgs) -> Result<()> {
+    let out_dir = absolute_text(&args.out_dir)?;
+    let request = pb::WriteReportRequest { out_dir, all_thumbnails: args.all_thumbnails };
+    let written = client.write_report(request).await?.into_inner();
+    if args.output.json {
+        return print_json(&json!({
+            "index": written.index,
+            "files": written.files,
+            "images": written.images,
+        }));
+    }
+    println!(
+        "report of {} images: {} files; open {}",
+        written.images,
+        written.files.len(),
+        written.index
+    );
     Ok(())
 }
 

@@ -57,6 +57,7 @@ pub fn run(cli: Cli, cancel: &CancelToken) -> Result<()> {
         Command::Ingest(args) => client::run(connection, ClientCommand::Ingest(args)),
         Command::Refit(args) => client::run(connection, ClientCommand::Refit(args)),
         Command::Events(args) => client::run(connection, ClientCommand::Events(args)),
+        Command::Report(args) => client::run(connection, ClientCommand::Report(args)),
     }
 }
 

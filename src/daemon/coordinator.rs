@@ -200,6 +200,7 @@ impl Coordinator {
             activity: Mutex::new(Activity::default()),
             roots: config.roots.clone(),
             started: Instant::now(),
+            fit: config.fit.clone(),
         });
         let coordinator = Coordinator {
             schedule: Schedule::new(config.quiet, config.write_timeout),

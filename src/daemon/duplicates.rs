@@ -8,6 +8,12 @@
 //!
 //! A verdict ("these two are not duplicates") removes the link and keeps it from coming
 //! back; verdicts are loaded from the store, so they hold across refits and restarts.
+//!
+//! The links are written through to the store as they are found, and each content is
+//! marked checked once its links are all there. A restart then loads the links and fills
+//! the index without a single search: only contents not yet checked (an older store, a
+//! crash between reading a file and recording its links) are searched again, and all of
+//! them when the thresholds changed.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -25,6 +31,8 @@ pub struct Duplicates {
     verdicts: HashSet<(ContentId, ContentId)>,
     /// Bumped by every change, so that a page token of an older listing is refused.
     generation: u64,
+    /// Where links are written through; none in tests of the logic alone.
+    store: Option<Store>,
 }
 
 /// A set of contents joined by links, or one content with several paths.
@@ -47,12 +55,14 @@ impl Duplicates {
             linked: HashMap::new(),
             verdicts: HashSet::new(),
             generation: 0,
+            store: None,
         }
     }
 
-    /// Loads the verdicts and the signatures of `contents` (taken in order, so that the
-    /// links found do not depend on the store's layout). Returns the contents that have no
-    /// signature of this version: their files must be read again.
+    /// Loads the verdicts, the signatures of `contents` and their stored links, and checks
+    /// the contents not checked yet (in order, so that the links found do not depend on
+    /// the store's layout). Returns the contents that have no signature of this version:
+    /// their files must be read again.
     pub fn load(
         params: MatchParams,
         store: &Store,
@@ -63,14 +73,36 @@ impl Duplicates {
             let (a, b, _) = verdict?;
             duplicates.verdicts.insert(ordered(a, b));
         }
+        let tag = crate::store::encode_value(&(crate::store::SIGNATURE_VERSION, params));
+        if store.links_tag()?.as_deref() != Some(tag.as_slice()) {
+            tracing::info!("duplicate thresholds or signatures changed: every image is checked");
+            store.reset_links(&tag)?;
+        }
+        let (links, checked) = store.links()?;
+        let checked: HashSet<ContentId> = checked.into_iter().collect();
         let mut missing = Vec::new();
+        let mut unchecked = Vec::new();
         for content in contents {
             match store.signature(content)? {
-                Some(signature) => {
-                    duplicates.add(*content, &signature);
+                Some(signature) if checked.contains(content) => {
+                    duplicates.index.insert(*content, *content.as_bytes(), &signature);
                 }
+                Some(signature) => unchecked.push((*content, signature)),
                 None => missing.push(*content),
             }
+        }
+        for (a, b, kind, distance) in links {
+            let live = duplicates.index.contains(a) && duplicates.index.contains(b);
+            if live && !duplicates.verdicts.contains(&(a, b)) {
+                duplicates.link(a, b, kind, distance);
+            }
+        }
+        if !unchecked.is_empty() {
+            tracing::info!(images = unchecked.len(), "checking images for duplicates");
+        }
+        duplicates.store = Some(store.clone());
+        for (content, signature) in unchecked {
+            duplicates.add(content, &signature);
         }
         Ok((duplicates, missing))
     }
@@ -114,13 +146,30 @@ impl Duplicates {
             .filter(|found| !self.verdicts.contains(&ordered(content, found.key)))
             .collect();
         for found in &matches {
-            self.links.insert(ordered(content, found.key), (found.kind, found.distance));
-            self.linked.entry(content).or_default().insert(found.key);
-            self.linked.entry(found.key).or_default().insert(content);
+            self.link(content, found.key, found.kind, found.distance);
+            self.write(|store| store.put_link(&content, &found.key, found.kind, found.distance));
         }
+        self.write(|store| store.mark_checked(&content));
         self.index.insert(content, *content.as_bytes(), signature);
         self.generation += 1;
         matches
+    }
+
+    fn link(&mut self, a: ContentId, b: ContentId, kind: MatchKind, distance: u32) {
+        self.links.insert(ordered(a, b), (kind, distance));
+        self.linked.entry(a).or_default().insert(b);
+        self.linked.entry(b).or_default().insert(a);
+    }
+
+    /// Writes through to the store, if any. A failed write is logged: the state in memory
+    /// is still right, and a content whose mark is missing is checked again at the next
+    /// start.
+    fn write(&self, operation: impl FnOnce(&Store) -> Result<(), StoreError>) {
+        if let Some(store) = &self.store {
+            if let Err(error) = operation(store) {
+                tracing::error!(%error, "cannot record duplicate links");
+            }
+        }
     }
 
     /// Forgets a content that left the library, with its links.
@@ -130,10 +179,13 @@ impl Duplicates {
         }
         for other in self.linked.remove(&content).unwrap_or_default() {
             self.links.remove(&ordered(content, other));
+            self.write(|store| store.remove_link(&content, &other));
             if let Some(others) = self.linked.get_mut(&other) {
                 others.remove(&content);
             }
         }
+        // Unmarked, so that a content that comes back is checked again.
+        self.write(|store| store.remove_link(&content, &content));
         self.generation += 1;
     }
 
@@ -143,6 +195,7 @@ impl Duplicates {
         let pair = ordered(a, b);
         self.verdicts.insert(pair);
         if self.links.remove(&pair).is_some() {
+            self.write(|store| store.remove_link(&a, &b));
             for (one, other) in [(a, b), (b, a)] {
                 if let Some(others) = self.linked.get_mut(&one) {
                     others.remove(&other);
@@ -276,6 +329,35 @@ mod tests {
         duplicates.remove(id("a"));
         assert!(duplicates.groups(MatchKind::Duplicate, |_| 1).is_empty());
         assert_eq!(duplicates.n_links(), 0);
+    }
+
+    #[test]
+    fn links_are_stored_and_a_reload_searches_only_what_is_unchecked() {
+        let folder = tempfile::tempdir().unwrap();
+        let store = Store::open(folder.path()).unwrap();
+        let (a, b, c) = (id("a"), id("b"), id("c"));
+        for (content, seed) in [(a, 1), (b, 1), (c, 1)] {
+            store.put_signature(&content, &picture(seed)).unwrap();
+        }
+        let params = MatchParams::default();
+        let (duplicates, missing) = Duplicates::load(params, &store, &[a, b]).unwrap();
+        assert!(missing.is_empty());
+        assert_eq!(duplicates.n_links(), 1);
+        let (links, checked) = store.links().unwrap();
+        assert_eq!((links.len(), checked.len()), (1, 2));
+        drop(duplicates);
+        // c was never checked: the reload searches for it alone and records its links.
+        let (duplicates, _) = Duplicates::load(params, &store, &[a, b, c]).unwrap();
+        assert_eq!(duplicates.n_links(), 3);
+        assert_eq!(store.links().unwrap().1.len(), 3);
+        // Other thresholds: everything is found again, under the new ones.
+        let strict = MatchParams::new(0, 0, false).unwrap();
+        let (duplicates, _) = Duplicates::load(strict, &store, &[a, b, c]).unwrap();
+        assert_eq!(duplicates.n_links(), 3, "identical pictures match at distance 0");
+        let (mut duplicates, _) = Duplicates::load(strict, &store, &[a, b, c]).unwrap();
+        duplicates.remove(b);
+        assert_eq!(store.links().unwrap().0.len(), 1);
+        assert_eq!(store.links().unwrap().1.len(), 2);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod library;
 pub mod query;
 pub mod refit;
+pub mod report;
 pub mod scan;
 mod schedule;
 pub mod status;
@@ -65,6 +66,8 @@ pub enum DaemonError {
     BadQueryImage { field: &'static str, reason: String },
     #[error("{0}")]
     Invalid(#[from] InvalidQuery),
+    #[error("report: {0}")]
+    Report(String),
     #[error("quarantine: {0}")]
     Quarantine(#[from] crate::dedup::quarantine::QuarantineError),
 }
@@ -115,6 +118,8 @@ struct Shared {
     activity: Mutex<Activity>,
     roots: Vec<PathBuf>,
     started: Instant,
+    /// The model's parameters, for reports.
+    fit: crate::model::FitParams,
 }
 
 /// A cheap, cloneable way to query and steer a running daemon.

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 use plotters::style::RGBColor;
+use rayon::prelude::*;
 
 use super::draw::{legend_entries, MAX_LEGEND_ENTRIES};
 use super::figure;
@@ -414,6 +415,68 @@ pub fn unique(input: &ReportInput<'_>, plan: &Plan, thumbnails: &Thumbnails) -> 
         pictures_per_tile: 2,
         caption_lines: 2,
         max_columns: 4,
+    })
+}
+
+/// Groups of duplicates drawn, at most, and files drawn of each group.
+const MAX_DUPLICATE_GROUPS: usize = 24;
+const MAX_DUPLICATE_FILES: usize = 4;
+
+/// The groups of duplicates, one tile each: the suggested keeper first, then the other
+/// files, with the group's kind and largest distance.
+pub fn duplicates(input: &ReportInput<'_>) -> Option<Montage> {
+    if input.duplicates.is_empty() {
+        return None;
+    }
+    let shown = &input.duplicates[..input.duplicates.len().min(MAX_DUPLICATE_GROUPS)];
+    let widest = shown.iter().map(|group| group.paths.len()).max().unwrap_or(1);
+    let per_tile = widest.min(MAX_DUPLICATE_FILES);
+    let loaded: Vec<Vec<Picture>> = shown
+        .par_iter()
+        .map(|group| {
+            let mut pictures: Vec<Picture> = group.paths[..group.paths.len().min(per_tile)]
+                .iter()
+                .map(|path| match input.thumbnails.of_path(path) {
+                    Some(image) => Picture::Image(image),
+                    None => Picture::Missing,
+                })
+                .collect();
+            if group.paths.len() > per_tile {
+                // The last box says how many more there are.
+                pictures.pop();
+                pictures.push(Picture::More(group.paths.len() - per_tile + 1));
+            }
+            pictures
+        })
+        .collect();
+    let tiles = shown
+        .iter()
+        .zip(loaded)
+        .enumerate()
+        .map(|(group_idx, (group, pictures))| {
+            let keeper = layout::shorten(&layout::file_name(&group.paths[0]), 18);
+            let caption = vec![
+                format!("{group_idx}: {}, distance {}", group.kind, group.max_distance),
+                format!("keep: {keeper} (left)"),
+            ];
+            Tile { pictures, caption, frame: None }
+        })
+        .collect();
+    let mut subtitle =
+        "each group's suggested keeper first (more pixels, a larger file, ...)".to_string();
+    if input.duplicates.len() > MAX_DUPLICATE_GROUPS {
+        subtitle +=
+            &format!("; the first {MAX_DUPLICATE_GROUPS} of {} groups", input.duplicates.len());
+    }
+    Some(Montage {
+        name: "duplicates".to_string(),
+        title: format!("Duplicates: {} groups", input.duplicates.len()),
+        subtitle: Some(subtitle),
+        tiles,
+        picture_px: (120, 120),
+        pictures_per_tile: per_tile,
+        caption_lines: 2,
+        max_columns: (8 / per_tile).max(1),
     })
 }
 

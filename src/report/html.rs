@@ -25,6 +25,7 @@ pub struct ClusterFigures {
     pub variance: Option<WrittenFigure>,
     pub exif: Option<WrittenFigure>,
     pub unique: Option<WrittenFigure>,
+    pub duplicates: Option<WrittenFigure>,
     /// One per cluster with a page, in cluster order.
     pub pages: Vec<WrittenFigure>,
 }
@@ -87,6 +88,9 @@ fn index(input: &ReportInput<'_>, plan: &Plan, figures: &ClusterFigures) -> Stri
     sections.push(("clusters", "Clusters", cluster_table(input, plan, figures)));
     if let Some(figure) = &figures.unique {
         sections.push(("unique", "Unique images", figure_html(figure, "unique images")));
+    }
+    if let Some(figure) = &figures.duplicates {
+        sections.push(("duplicates", "Duplicates", figure_html(figure, "groups of duplicates")));
     }
     if let Some(figure) = &figures.dendrogram {
         sections.push(("dendrogram", "Dendrogram", figure_html(figure, "dendrogram")));

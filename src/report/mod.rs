@@ -71,6 +71,18 @@ pub struct ReportInput<'a> {
     pub mean_images: Vec<RgbImage>,
     /// Files that could not be read, for the summary.
     pub n_skipped: usize,
+    /// Groups of duplicate files to draw; empty for none.
+    pub duplicates: Vec<DuplicateGroupInput>,
+}
+
+/// One group of duplicate files, as the report draws it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateGroupInput {
+    /// `exact`, `duplicate` or `similar`.
+    pub kind: String,
+    pub max_distance: u32,
+    /// The suggested keeper first.
+    pub paths: Vec<PathBuf>,
 }
 
 impl<'a> ReportInput<'a> {
@@ -102,6 +114,7 @@ impl<'a> ReportInput<'a> {
             thumbnails: ThumbnailSource { paths: &extracted.paths, stored: Some(stored), limits },
             mean_images,
             n_skipped: extracted.skipped.len(),
+            duplicates: Vec::new(),
         }
     }
 }
@@ -145,6 +158,8 @@ pub fn write_cluster_report(
     rendered.exif = build::exif(input, &plan).map(|f| figure::render(&f, folder)).transpose()?;
     rendered.unique =
         build::unique(input, &plan, &thumbnails).map(|f| figure::render(&f, folder)).transpose()?;
+    rendered.duplicates =
+        build::duplicates(input).map(|f| figure::render(&f, folder)).transpose()?;
     drop(thumbnails);
     for cluster in 0..plan.n_pages() {
         // Each page loads its own thumbnails and lets them go: memory stays bounded by one
@@ -160,6 +175,7 @@ pub fn write_cluster_report(
     figures.extend(rendered.variance);
     figures.extend(rendered.exif);
     figures.extend(rendered.unique);
+    figures.extend(rendered.duplicates);
     figures.extend(rendered.pages);
     Ok(WrittenReport { index: folder.join("index.html"), figures, pages })
 }

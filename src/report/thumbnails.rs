@@ -82,6 +82,15 @@ impl ThumbnailSource<'_> {
         Thumbnails { images }
     }
 
+    /// The thumbnail of any file (not one of the run's images), read from it.
+    pub fn of_path(&self, path: &std::path::Path) -> Option<RgbImage> {
+        from_file(path, &self.limits)
+            .map_err(
+                |error| tracing::debug!(path = %path.display(), cause = %error, "no thumbnail"),
+            )
+            .ok()
+    }
+
     fn one(&self, image_idx: usize) -> Option<RgbImage> {
         let path = self.paths.get(image_idx)?;
         match from_file(path, &self.limits) {

@@ -66,7 +66,8 @@ fn code(error: &ApiError) -> Code {
             | DaemonError::Store(_)
             | DaemonError::DataDir { .. }
             | DaemonError::Watch(_)
-            | DaemonError::Quarantine(_) => Code::Internal,
+            | DaemonError::Quarantine(_)
+            | DaemonError::Report(_) => Code::Internal,
         },
     }
 }

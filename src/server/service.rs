@@ -15,6 +15,7 @@ use super::error::{log_outcome, ApiError};
 use super::{convert, pb, ServerConfig};
 use crate::daemon::query::ClusterList;
 use crate::daemon::{DaemonHandle, ImageQuery, SimilarQuery};
+use crate::report::ReportOptions;
 use crate::store::ContentId;
 
 /// Hits when a request leaves `k` at 0.
@@ -305,6 +306,29 @@ impl pb::clustimage_server::Clustimage for Api {
             Ok(pb::MarkNotDuplicateResponse {
                 pairs: marked.pairs,
                 links_removed: marked.links_removed,
+            })
+        })
+        .await
+    }
+
+    async fn write_report(
+        &self,
+        request: Request<pb::WriteReportRequest>,
+    ) -> Result<Response<pb::WriteReportResponse>, Status> {
+        let request = request.into_inner();
+        self.unary("WriteReport", async {
+            let folder = required_path("out_dir", &request.out_dir)?;
+            let options = ReportOptions { all_thumbnails: request.all_thumbnails };
+            let daemon = self.daemon.clone();
+            let written =
+                tokio::task::spawn_blocking(move || daemon.write_report(&folder, &options))
+                    .await
+                    .expect("writing a report does not panic")?;
+            let text = |path: &std::path::Path| path.to_string_lossy().into_owned();
+            Ok(pb::WriteReportResponse {
+                index: text(&written.index),
+                files: written.files.iter().map(|path| text(path)).collect(),
+                images: written.images as u64,
             })
         })
         .await

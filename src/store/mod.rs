@@ -11,6 +11,12 @@
 //! | `features`   | `ContentId` + [`FeatureKey`]        | `f32` values, little-endian    |
 //! | `signatures` | `ContentId`                         | version + [`Signature`]        |
 //! | `verdicts`   | two `ContentId`s, smaller first     | [`Verdict`] (bincode)          |
+//! | `links`      | two `ContentId`s, smaller first     | kind and distance (bincode)    |
+//!
+//! `links` holds the duplicate matches found between contents, so that a restart need not
+//! search for them again. A content's key paired with itself marks it as checked; `meta`'s
+//! `links_tag` names the thresholds and signature version they were found with, and links
+//! of another tag are dropped and found again.
 //!
 //! A signature of another version than [`SIGNATURE_VERSION`] reads as missing, so the
 //! file is read again once. A verdict says that two contents are not duplicates, whatever
@@ -33,7 +39,7 @@ pub use records::{
     ContentId, ContentRecord, FailureKind, FeatureKey, FileRecord, FileState, Verdict,
 };
 
-use crate::dedup::Signature;
+use crate::dedup::{MatchKind, Signature};
 
 /// The version of [`Signature`]s as computed by this build; bumped whenever
 /// `dedup::compute_signature` changes its output.
@@ -82,6 +88,8 @@ pub struct Store {
     features: sled::Tree,
     signatures: sled::Tree,
     verdicts: sled::Tree,
+    links: sled::Tree,
+    meta: sled::Tree,
     path: PathBuf,
 }
 
@@ -126,6 +134,8 @@ impl Store {
             features: db.open_tree("features")?,
             signatures: db.open_tree("signatures")?,
             verdicts: db.open_tree("verdicts")?,
+            links: db.open_tree("links")?,
+            meta,
             db,
             path: folder.to_path_buf(),
         })
@@ -267,6 +277,70 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// What the stored links were found with; `None` before any.
+    pub fn links_tag(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.meta.get(LINKS_TAG_KEY)?.map(|bytes| bytes.to_vec()))
+    }
+
+    /// Drops every link and mark, and records that those to come are found with `tag`.
+    pub fn reset_links(&self, tag: &[u8]) -> Result<(), StoreError> {
+        self.links.clear()?;
+        self.meta.insert(LINKS_TAG_KEY, tag)?;
+        Ok(())
+    }
+
+    /// Records a match between two contents.
+    pub fn put_link(
+        &self,
+        a: &ContentId,
+        b: &ContentId,
+        kind: MatchKind,
+        distance: u32,
+    ) -> Result<(), StoreError> {
+        self.links.insert(pair_key(a, b), records::encode(&(kind, distance)))?;
+        Ok(())
+    }
+
+    pub fn remove_link(&self, a: &ContentId, b: &ContentId) -> Result<(), StoreError> {
+        self.links.remove(pair_key(a, b))?;
+        Ok(())
+    }
+
+    /// Marks `content` as checked against the library: its links are all stored.
+    pub fn mark_checked(&self, content: &ContentId) -> Result<(), StoreError> {
+        self.links.insert(pair_key(content, content), records::encode(&()))?;
+        Ok(())
+    }
+
+    /// Every stored link as `(a, b, kind, distance)`, and every checked content.
+    #[allow(clippy::type_complexity)]
+    pub fn links(
+        &self,
+    ) -> Result<(Vec<(ContentId, ContentId, MatchKind, u32)>, Vec<ContentId>), StoreError> {
+        let mut links = Vec::new();
+        let mut checked = Vec::new();
+        for entry in self.links.iter() {
+            let (key, value) = entry?;
+            if key.len() != 64 {
+                let message = format!("a key of {} bytes, expected 64", key.len());
+                return Err(StoreError::Corrupt { key: "links".into(), message });
+            }
+            let a = ContentId(key[..32].try_into().expect("32 bytes"));
+            let b = ContentId(key[32..].try_into().expect("32 bytes"));
+            if a == b {
+                checked.push(a);
+            } else {
+                let (kind, distance) = records::decode(&value, || format!("links/{a}-{b}"))?;
+                links.push((a, b, kind, distance));
+            }
+        }
+        Ok((links, checked))
+    }
+}
+
+const LINKS_TAG_KEY: &[u8] = b"links_tag";
 
 /// The key of an unordered pair of contents: the smaller first.
 fn pair_key(a: &ContentId, b: &ContentId) -> Vec<u8> {

@@ -31,7 +31,7 @@ fn fit(extracted: &Extracted, params: &FitParams) -> Model {
 }
 
 /// Reads a PNG of the report and checks its size and that it is not blank.
-fn check_png(path: &Path, size_px: Option<(u32, u32)>) -> image::RgbImage {
+pub(crate) fn check_png(path: &Path, size_px: Option<(u32, u32)>) -> image::RgbImage {
     let picture = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let picture = picture.to_rgb8();
     if let Some(size_px) = size_px {
@@ -67,7 +67,7 @@ fn links(folder: &Path) -> Vec<(PathBuf, String)> {
 
 /// Checks that every link of the report resolves inside `folder` (fragments aside),
 /// that none leaves it, and that every figure file is linked from a page.
-fn check_links(folder: &Path) {
+pub(crate) fn check_links(folder: &Path) {
     let links = links(folder);
     assert!(!links.is_empty());
     let mut linked = BTreeSet::new();

@@ -594,3 +594,45 @@ async fn duplicates_are_listed_paged_marked_and_announced() {
     assert_eq!(status.counters.unwrap().duplicates_found, 4 + 2);
     served.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_writes_the_report_of_its_library() {
+    let (root, _data, served) = served_photos().await;
+    let mut client = served.client().await;
+    let out = tempfile::tempdir().unwrap();
+    let folder = out.path().join("report");
+    let request = pb::WriteReportRequest { out_dir: text(&folder), all_thumbnails: false };
+    let written = client.write_report(request).await.unwrap().into_inner();
+    assert_eq!(written.images, 12);
+    assert_eq!(written.index, text(&folder.join("index.html")));
+    assert!(written.files.len() > 5, "{written:#?}");
+    for file in &written.files {
+        assert!(Path::new(file).is_file(), "{file} was not written");
+    }
+    // The cluster pages show the photos themselves, read again from their files.
+    let pages: Vec<&String> = written.files.iter().filter(|f| f.contains("cluster-")).collect();
+    assert!(!pages.is_empty(), "{written:#?}");
+    for png in written.files.iter().filter(|file| file.ends_with(".png")) {
+        crate::report::check_png(Path::new(png), None);
+    }
+    crate::report::check_links(&folder);
+    // The four pictures held twice, as groups of duplicates with their keeper.
+    let duplicates = folder.join("duplicates.png");
+    assert!(written.files.contains(&text(&duplicates)), "{written:#?}");
+    let index = std::fs::read_to_string(folder.join("index.html")).unwrap();
+    assert!(index.contains("duplicates.png") && index.contains("Duplicates"));
+    let figure = image::open(&duplicates).unwrap();
+    assert!(
+        figure.width() >= 640 && figure.height() > 200,
+        "{}x{}",
+        figure.width(),
+        figure.height()
+    );
+
+    let inside =
+        pb::WriteReportRequest { out_dir: text(&root.path().join("r")), ..Default::default() };
+    assert_refused(client.write_report(inside).await, Code::InvalidArgument, "out_dir");
+    let relative = pb::WriteReportRequest { out_dir: "report".into(), ..Default::default() };
+    assert_refused(client.write_report(relative).await, Code::InvalidArgument, "out_dir");
+    served.stop().await;
+}
