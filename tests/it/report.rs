@@ -12,7 +12,7 @@ use clustimage::imaging::find_images;
 use clustimage::model::{self, FitParams, Model};
 use clustimage::report::build::{self, Plan};
 use clustimage::report::figures::montage::Montage;
-use clustimage::report::{self, ReportInput, ReportOptions};
+use clustimage::report::{self, DuplicateGroupInput, ReportInput, ReportOptions};
 
 use crate::common::{clustimage_ok, fixture, photo_folder};
 
@@ -285,4 +285,45 @@ fn find_report_shows_the_query_its_hits_and_the_null_distribution() {
     assert_eq!(picture.dimensions(), report_size(&montage));
     check_tiles(&picture, &montage, 4);
     check_links(out.path());
+}
+
+#[test]
+fn the_duplicates_figure_has_one_tile_per_group_the_keeper_first() {
+    let extracted = extract(&fixture("photos"), FeatureMethod::Pca);
+    let params = FitParams::default();
+    let model = fit(&extracted, &params);
+    let mut input = ReportInput::from_batch(&extracted, &model, &params, Default::default());
+    let photo = |name: &str| fixture("photos").join(name);
+    input.duplicates = vec![
+        DuplicateGroupInput {
+            kind: "duplicate".into(),
+            max_distance: 2,
+            paths: vec![photo("030_Garden_q35.jpg"), photo("030_Garden_half.jpg")],
+        },
+        DuplicateGroupInput {
+            kind: "exact".into(),
+            max_distance: 0,
+            paths: vec![photo("010_truchet-d_q35.jpg"), photo("010_truchet-d_half.jpg")],
+        },
+        DuplicateGroupInput {
+            kind: "similar".into(),
+            max_distance: 14,
+            paths: vec![
+                photo("040_Autumn-2560x1600_q35.jpg"),
+                photo("040_Autumn-2560x1600_half.jpg"),
+            ],
+        },
+    ];
+    let out = tempfile::tempdir().unwrap();
+    report::write_cluster_report(out.path(), &input, &ReportOptions::default()).unwrap();
+    let montage = build::duplicates(&input).unwrap();
+    let picture = check_png(&out.path().join("duplicates.png"), Some(report_size(&montage)));
+    check_tiles(&picture, &montage, 3);
+    assert_eq!(montage.pictures_per_tile, 2);
+    assert!(montage.tiles[1].caption[0].contains("exact, distance 0"), "{:?}", montage.tiles[1]);
+    assert!(montage.tiles[0].caption[1].contains("030_Garden_q35"), "{:?}", montage.tiles[0]);
+    check_links(out.path());
+    // Without groups there is no such figure.
+    input.duplicates.clear();
+    assert!(build::duplicates(&input).is_none());
 }
