@@ -683,7 +683,8 @@ impl Coordinator {
         let facts = |path: &Path, content: &ContentId| match library.file_facts(path, content) {
             Ok(facts) => Some(facts),
             Err(error) => {
-                tracing::warn!(path = %path.display(), %error, "no action: cannot read its records");
+                let shown = path.display();
+                tracing::warn!(path = %shown, %error, "no action: cannot read its records");
                 None
             }
         };
