@@ -63,6 +63,12 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
+/// How often sled writes to disk in the background.
+const FLUSH_EVERY_MS: u64 = 500;
+
+/// Tries at opening a locked store, 100 ms apart: three flush periods.
+const LOCK_ATTEMPTS: u32 = 15;
+
 /// Why the store could not be used. Each variant names the data folder or the record.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -101,13 +107,30 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (or creates) the store in `folder`, checking its schema version.
+    ///
+    /// A store just closed by this process or another may keep its lock for up to one
+    /// flush period (sled's flusher lets go when it next wakes), so a lock that is busy is
+    /// tried again for a moment before the error.
     pub fn open(folder: &Path) -> Result<Store, StoreError> {
         let open_error = |cause| StoreError::Open { path: folder.to_path_buf(), cause };
-        let db = sled::Config::new()
-            .path(folder)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(open_error)?;
+        let config = sled::Config::new().path(folder).flush_every_ms(Some(FLUSH_EVERY_MS));
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(error))
+                    if error.kind() == std::io::ErrorKind::WouldBlock
+                        || error.to_string().contains("could not acquire lock") =>
+                {
+                    attempts += 1;
+                    if attempts >= LOCK_ATTEMPTS {
+                        return Err(open_error(sled::Error::Io(error)));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(error) => return Err(open_error(error)),
+            }
+        };
         let meta = db.open_tree("meta").map_err(open_error)?;
         match meta.get(SCHEMA_KEY)? {
             Some(bytes) => {
