@@ -391,18 +391,26 @@ pub fn unique(input: &ReportInput<'_>, plan: &Plan, thumbnails: &Thumbnails) -> 
     if plan.n_clusters() == 0 {
         return None;
     }
+    // Without mean images (the daemon keeps none) the tiles show the representative alone.
+    let with_means = !input.mean_images.is_empty();
     let tiles = (0..plan.n_clusters().min(MAX_UNIQUE))
         .map(|cluster| {
-            let representative = picture(thumbnails, plan.representatives[cluster]);
-            let mean = match input.mean_images.get(cluster) {
-                Some(image) => Picture::Image(image.clone()),
-                None => Picture::Missing,
-            };
+            let mut pictures = vec![picture(thumbnails, plan.representatives[cluster])];
+            if with_means {
+                pictures.push(match input.mean_images.get(cluster) {
+                    Some(image) => Picture::Image(image.clone()),
+                    None => Picture::Missing,
+                });
+            }
             let caption = vec![format!("cluster {cluster}"), images(plan.sizes[cluster])];
-            Tile { pictures: vec![representative, mean], caption, frame: None }
+            Tile { pictures, caption, frame: None }
         })
         .collect::<Vec<_>>();
-    let mut subtitle = "each cluster's representative (left) and mean image (right)".to_string();
+    let mut subtitle = if with_means {
+        "each cluster's representative (left) and mean image (right)".to_string()
+    } else {
+        "each cluster's representative".to_string()
+    };
     if plan.n_clusters() > MAX_UNIQUE {
         subtitle += &format!("; the {MAX_UNIQUE} largest of {} clusters", plan.n_clusters());
     }
@@ -412,9 +420,9 @@ pub fn unique(input: &ReportInput<'_>, plan: &Plan, thumbnails: &Thumbnails) -> 
         subtitle: Some(subtitle),
         tiles,
         picture_px: (130, 130),
-        pictures_per_tile: 2,
+        pictures_per_tile: if with_means { 2 } else { 1 },
         caption_lines: 2,
-        max_columns: 4,
+        max_columns: if with_means { 4 } else { 7 },
     })
 }
 
