@@ -10,6 +10,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::table;
+use crate::dedup::MatchKind;
 use crate::server::client::{self, Client};
 use crate::server::pb;
 
@@ -114,9 +115,9 @@ pub enum ClientCommand<'a> {
     Ingest(&'a IngestArgs),
     Refit(&'a RefitArgs),
     Events(&'a EventArgs),
-    /// The duplicate groups, of kind `kind` (a name) or stronger.
+    /// The duplicate groups, of kind `kind` or stronger.
     Dups {
-        kind: Option<String>,
+        kind: MatchKind,
         json: bool,
     },
     NotDuplicate(&'a NotDuplicateArgs),
@@ -150,7 +151,7 @@ async fn dispatch(client: &mut Client, command: ClientCommand<'_>) -> Result<()>
         ClientCommand::Ingest(args) => ingest(client, args).await,
         ClientCommand::Refit(args) => refit(client, args).await,
         ClientCommand::Events(args) => events(client, args).await,
-        ClientCommand::Dups { kind, json } => dups(client, kind.as_deref(), json).await,
+        ClientCommand::Dups { kind, json } => dups(client, kind, json).await,
         ClientCommand::NotDuplicate(args) => not_duplicate(client, args).await,
         ClientCommand::Report(args) => write_report(client, args).await,
     }
@@ -672,25 +673,13 @@ fn event_text(event: &pb::Event) -> String {
 
 /// The name of a kind on the wire, as the command line spells it.
 fn kind_name(kind: i32) -> &'static str {
-    match pb::DuplicateKind::try_from(kind) {
-        Ok(pb::DuplicateKind::Exact) => "exact",
-        Ok(pb::DuplicateKind::Duplicate) => "duplicate",
-        Ok(pb::DuplicateKind::Similar) => "similar",
-        _ => "unknown",
-    }
+    let kind = pb::DuplicateKind::try_from(kind).ok().and_then(pb::DuplicateKind::match_kind);
+    kind.map_or("unknown", MatchKind::name)
 }
 
 /// Every duplicate group, page by page; the same JSON shape as `dups DIR --json`.
-async fn dups(client: &mut Client, kind: Option<&str>, json: bool) -> Result<()> {
-    let asked = kind.unwrap_or("duplicate");
-    let kind = match crate::dedup::MatchKind::from_name(asked) {
-        Some(crate::dedup::MatchKind::Exact) => pb::DuplicateKind::Exact,
-        Some(crate::dedup::MatchKind::Duplicate) => pb::DuplicateKind::Duplicate,
-        Some(crate::dedup::MatchKind::Similar) => pb::DuplicateKind::Similar,
-        None => anyhow::bail!(
-            "--kind: unknown value {asked:?}, expected one of exact, duplicate, similar"
-        ),
-    };
+async fn dups(client: &mut Client, weakest: MatchKind, json: bool) -> Result<()> {
+    let (asked, kind) = (weakest.name(), pb::DuplicateKind::from(weakest));
     let mut groups = Vec::new();
     let mut page_token = String::new();
     loop {

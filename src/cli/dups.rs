@@ -107,6 +107,14 @@ impl DupsOptions {
     }
 }
 
+/// The weakest kind asked for by `--kind` (or the `kind` key); `duplicate` by default.
+pub fn parse_kind(name: Option<&str>) -> Result<MatchKind> {
+    let name = name.unwrap_or("duplicate");
+    MatchKind::from_name(name).ok_or_else(|| {
+        anyhow::anyhow!("--kind: unknown value {name:?}, expected one of exact, duplicate, similar")
+    })
+}
+
 /// Validated `dups` settings.
 #[derive(Debug, Clone, Copy)]
 pub struct DupsSettings {
@@ -118,10 +126,7 @@ impl DupsOptions {
     pub fn settings(&self) -> Result<DupsSettings> {
         let file = super::config_file::load(self.config.as_deref())?;
         let fallback = file.dups;
-        let kind_name = self.kind.clone().or(fallback.kind).unwrap_or("duplicate".into());
-        let Some(kind) = MatchKind::from_name(&kind_name) else {
-            bail!("--kind: unknown value {kind_name:?}, expected one of exact, duplicate, similar")
-        };
+        let kind = parse_kind(self.kind.as_deref().or(fallback.kind.as_deref()))?;
         let defaults = MatchParams::default();
         let params = MatchParams::new(
             self.duplicate_max_distance

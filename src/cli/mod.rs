@@ -43,7 +43,7 @@ pub fn run(cli: Cli, cancel: &CancelToken) -> Result<()> {
                     flags.join(", ")
                 );
             }
-            let kind = args.options.kind.clone();
+            let kind = dups::parse_kind(args.options.kind.as_deref())?;
             client::run(connection, ClientCommand::Dups { kind, json: args.json })
         }
         Command::Dups(args) => dups::run(args, cancel),

@@ -24,7 +24,7 @@ use super::watch::{Hint, Watcher};
 use super::{Action, Activity, Command, DaemonConfig, DaemonError, RefitSummary, Shared};
 use crate::cancel::CancelToken;
 use crate::dedup::quarantine::{Entry, Quarantine, QuarantineError};
-use crate::dedup::{self, Match, MatchKind};
+use crate::dedup::{self, FileFacts, Match, MatchKind};
 use crate::imaging::is_image_path;
 use crate::store::{ContentId, Store, StoreError};
 
@@ -673,12 +673,15 @@ impl Coordinator {
         self.start_actions(acts);
     }
 
-    /// What the configured actions do about an arriving file and the files it matches:
-    /// of each pair, the one that is not the suggested keeper is acted on, by the action
-    /// of the pair's kind. Copies already in the library are never acted on between
-    /// themselves; a pair whose action is `report` is left alone.
+    /// What the configured actions do about an arriving file and the files it matches
+    /// (those whose kind has an action other than `report`): when the best of those is a
+    /// better copy than the arriving file, the arriving file is acted on, by that match's
+    /// action; otherwise each of them is, the arriving file being their keeper. Copies
+    /// already in the library are never acted on between themselves.
     fn plan_actions(&self, path: &Path, content: ContentId, found: &[DuplicateOf]) -> Vec<Act> {
-        let Some(_) = &self.quarantine else { return Vec::new() };
+        if self.quarantine.is_none() {
+            return Vec::new();
+        }
         let library = self.library();
         let facts = |path: &Path, content: &ContentId| match library.file_facts(path, content) {
             Ok(facts) => Some(facts),
@@ -689,46 +692,40 @@ impl Coordinator {
             }
         };
         let Some(arriving) = facts(path, &content) else { return Vec::new() };
-        let mut acts = Vec::new();
-        let mut arriving_is_kept = true;
-        for matched in found {
-            let action = self.config.dup_actions.of(matched.kind);
+        // The matched files whose kind has an action.
+        let mut matched: Vec<(FileFacts, ContentId, MatchKind, Action)> = Vec::new();
+        for found in found {
+            let action = self.config.dup_actions.of(found.kind);
             if action == Action::Report {
                 continue;
             }
-            for other in &matched.paths {
-                let Some(other_facts) = facts(other, &matched.content) else { continue };
-                let arriving_wins =
-                    dedup::keeper::compare(&arriving, &other_facts) == std::cmp::Ordering::Less;
-                let (target, target_content, keeper) = if arriving_wins {
-                    (other.clone(), matched.content, path.to_path_buf())
-                } else {
-                    arriving_is_kept = false;
-                    (path.to_path_buf(), content, other.clone())
-                };
-                let Some(root) = self.root_of(&target).map(|root| root.path.clone()) else {
-                    continue;
-                };
-                if acts.iter().any(|act: &Act| act.path == target) {
-                    continue;
+            for other in &found.paths {
+                if let Some(other) = facts(other, &found.content) {
+                    matched.push((other, found.content, found.kind, action));
                 }
-                let kind = matched.kind;
-                acts.push(Act {
-                    action,
-                    path: target,
-                    content: target_content,
-                    root,
-                    keeper,
-                    kind,
-                });
             }
         }
-        if !arriving_is_kept {
-            // The arriving file goes: the library's own copies stay as they are.
-            acts.retain(|act| act.path == path);
-            acts.truncate(1);
+        let act = |target: &FileFacts, content, keeper: &Path, kind, action| {
+            let root = self.root_of(&target.path)?.path.clone();
+            let (path, keeper) = (target.path.clone(), keeper.to_path_buf());
+            Some(Act { action, path, content, root, keeper, kind })
+        };
+        let best = matched.iter().min_by(|a, b| dedup::keeper::compare(&a.0, &b.0));
+        match best {
+            None => Vec::new(),
+            // A copy the library has is the better one: the arriving file is set aside.
+            Some((keeper, _, kind, action))
+                if dedup::keeper::compare(keeper, &arriving) == std::cmp::Ordering::Less =>
+            {
+                act(&arriving, content, &keeper.path, *kind, *action).into_iter().collect()
+            }
+            Some(_) => matched
+                .iter()
+                .filter_map(|(other, other_content, kind, action)| {
+                    act(other, *other_content, path, *kind, *action)
+                })
+                .collect(),
         }
-        acts
     }
 
     /// Runs actions on a blocking thread; their paths are busy until they are done.

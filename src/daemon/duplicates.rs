@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::dedup::{DuplicateIndex, Match, MatchKind, MatchParams, Signature};
+use crate::dedup::{group_matches, DuplicateIndex, Link, Match, MatchKind, MatchParams, Signature};
 use crate::store::{ContentId, Store, StoreError};
 
 /// The duplicate state of the library.
@@ -191,10 +191,12 @@ impl Duplicates {
 
     /// Records that `a` and `b` are not duplicates: their link goes, and does not return.
     /// The caller stores the verdict.
-    pub fn mark_not_duplicate(&mut self, a: ContentId, b: ContentId) {
+    /// True when the two were matched until now.
+    pub fn mark_not_duplicate(&mut self, a: ContentId, b: ContentId) -> bool {
         let pair = ordered(a, b);
         self.verdicts.insert(pair);
-        if self.links.remove(&pair).is_some() {
+        let linked = self.links.remove(&pair).is_some();
+        if linked {
             self.write(|store| store.remove_link(&a, &b));
             for (one, other) in [(a, b), (b, a)] {
                 if let Some(others) = self.linked.get_mut(&one) {
@@ -203,6 +205,7 @@ impl Duplicates {
             }
         }
         self.generation += 1;
+        linked
     }
 
     pub fn is_marked_not_duplicate(&self, a: ContentId, b: ContentId) -> bool {
@@ -217,18 +220,6 @@ impl Duplicates {
         weakest: MatchKind,
         n_paths: impl Fn(&ContentId) -> usize,
     ) -> Vec<ContentGroup> {
-        let mut parent: HashMap<ContentId, ContentId> = HashMap::new();
-        fn root(parent: &mut HashMap<ContentId, ContentId>, item: ContentId) -> ContentId {
-            let mut current = item;
-            while let Some(&next) = parent.get(&current) {
-                if next == current {
-                    break;
-                }
-                current = next;
-            }
-            parent.insert(item, current);
-            current
-        }
         let mut kept: Vec<(ContentId, ContentId, MatchKind, u32)> = self
             .links
             .iter()
@@ -236,37 +227,37 @@ impl Duplicates {
             .map(|(&(a, b), &(kind, distance))| (a, b, kind, distance))
             .collect();
         kept.sort_unstable();
-        for &(a, b, _, _) in &kept {
-            parent.entry(a).or_insert(a);
-            parent.entry(b).or_insert(b);
-            let (root_a, root_b) = (root(&mut parent, a), root(&mut parent, b));
-            if root_a != root_b {
-                parent.insert(root_a.max(root_b), root_a.min(root_b));
-            }
-        }
-        let mut by_root: HashMap<ContentId, ContentGroup> = HashMap::new();
-        let linked: Vec<ContentId> = parent.keys().copied().collect();
-        for content in linked {
-            let group_root = root(&mut parent, content);
-            let group = by_root.entry(group_root).or_insert_with(|| ContentGroup {
-                contents: Vec::new(),
-                kind: MatchKind::Exact,
-                max_distance: 0,
-                links: Vec::new(),
-            });
-            group.contents.push(content);
-        }
-        for link in kept {
-            let group_root = root(&mut parent, link.0);
-            let group = by_root.get_mut(&group_root).expect("every linked content has a group");
-            group.kind = group.kind.max(link.2);
-            group.max_distance = group.max_distance.max(link.3);
-            group.links.push(link);
-        }
-        let mut groups: Vec<ContentGroup> = by_root.into_values().collect();
+        // Row numbers for `group_matches`: the linked contents, sorted, so that `a < b`
+        // holds for the rows as it does for the contents.
+        let mut linked: Vec<ContentId> = kept.iter().flat_map(|&(a, b, _, _)| [a, b]).collect();
+        linked.sort_unstable();
+        linked.dedup();
+        let row = |content: &ContentId| linked.binary_search(content).expect("a linked content");
+        let rows: Vec<Link> = kept
+            .iter()
+            .map(|(a, b, kind, distance)| Link {
+                a: row(a),
+                b: row(b),
+                kind: *kind,
+                distance: *distance,
+            })
+            .collect();
+        let mut groups: Vec<ContentGroup> = group_matches(linked.len(), &rows, weakest)
+            .into_iter()
+            .map(|group| ContentGroup {
+                contents: group.members.iter().map(|&member| linked[member]).collect(),
+                kind: group.kind,
+                max_distance: group.max_distance,
+                links: group
+                    .links
+                    .iter()
+                    .map(|link| (linked[link.a], linked[link.b], link.kind, link.distance))
+                    .collect(),
+            })
+            .collect();
         // Copies of one content that no link joins to another.
         for content in self.index.keys() {
-            if !parent.contains_key(&content) && n_paths(&content) >= 2 {
+            if linked.binary_search(&content).is_err() && n_paths(&content) >= 2 {
                 groups.push(ContentGroup {
                     contents: vec![content],
                     kind: MatchKind::Exact,
@@ -274,9 +265,6 @@ impl Duplicates {
                     links: Vec::new(),
                 });
             }
-        }
-        for group in &mut groups {
-            group.contents.sort_unstable();
         }
         groups.sort_unstable_by(|a, b| a.contents.cmp(&b.contents));
         groups
@@ -296,11 +284,14 @@ mod tests {
     use super::*;
     use image::{GrayImage, Luma};
 
-    fn picture(seed: u32) -> Signature {
-        let image = GrayImage::from_fn(64, 64, |x, y| {
+    fn pattern(seed: u32) -> GrayImage {
+        GrayImage::from_fn(64, 64, |x, y| {
             Luma([((x * (seed + 3) + y * y * (seed + 1) / 5) % 251) as u8])
-        });
-        crate::dedup::compute_signature(&image).unwrap()
+        })
+    }
+
+    fn picture(seed: u32) -> Signature {
+        crate::dedup::compute_signature(&pattern(seed)).unwrap()
     }
 
     fn id(name: &str) -> ContentId {
@@ -336,9 +327,11 @@ mod tests {
         let folder = tempfile::tempdir().unwrap();
         let store = Store::open(folder.path()).unwrap();
         let (a, b, c) = (id("a"), id("b"), id("c"));
-        for (content, seed) in [(a, 1), (b, 1), (c, 1)] {
-            store.put_signature(&content, &picture(seed)).unwrap();
-        }
+        store.put_signature(&a, &picture(1)).unwrap();
+        store.put_signature(&b, &picture(1)).unwrap();
+        // c is a mirrored a: a duplicate only while mirrors count.
+        let mirrored = image::imageops::flip_horizontal(&pattern(1));
+        store.put_signature(&c, &crate::dedup::compute_signature(&mirrored).unwrap()).unwrap();
         let params = MatchParams::default();
         let (duplicates, missing) = Duplicates::load(params, &store, &[a, b]).unwrap();
         assert!(missing.is_empty());
@@ -350,14 +343,16 @@ mod tests {
         let (duplicates, _) = Duplicates::load(params, &store, &[a, b, c]).unwrap();
         assert_eq!(duplicates.n_links(), 3);
         assert_eq!(store.links().unwrap().1.len(), 3);
-        // Other thresholds: everything is found again, under the new ones.
+        // Other thresholds: the stored links are dropped and found again under them.
         let strict = MatchParams::new(0, 0, false).unwrap();
         let (duplicates, _) = Duplicates::load(strict, &store, &[a, b, c]).unwrap();
-        assert_eq!(duplicates.n_links(), 3, "identical pictures match at distance 0");
-        let (mut duplicates, _) = Duplicates::load(strict, &store, &[a, b, c]).unwrap();
-        duplicates.remove(b);
+        assert_eq!(duplicates.n_links(), 1, "only a and b are equal as they are");
         assert_eq!(store.links().unwrap().0.len(), 1);
-        assert_eq!(store.links().unwrap().1.len(), 2);
+        let (mut duplicates, _) = Duplicates::load(strict, &store, &[a, b, c]).unwrap();
+        assert_eq!(duplicates.n_links(), 1);
+        // A content that leaves takes its links and its mark with it.
+        duplicates.remove(b);
+        assert_eq!(store.links().unwrap(), (Vec::new(), vec![a.min(c), a.max(c)]));
     }
 
     #[test]

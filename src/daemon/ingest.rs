@@ -179,24 +179,22 @@ pub fn ingest(
     }
     let content = ContentId::of(&bytes);
     let have_features = store.features(&content, &extractor.key)?.is_some();
-    let decoded = if have_features
-        && store.content(&content)?.is_some()
-        && store.signature(&content)?.is_some()
-    {
-        false
-    } else {
-        match extractor.describe(&bytes, path) {
-            Ok(described) => {
-                store.put_content(&content, &described.record)?;
-                store.put_features(&content, &extractor.key, &described.vector)?;
-                store.put_signature(&content, &described.signature)?;
-                true
+    let decoded =
+        if have_features && store.content(&content)?.is_some() && store.has_signature(&content)? {
+            false
+        } else {
+            match extractor.describe(&bytes, path) {
+                Ok(described) => {
+                    store.put_content(&content, &described.record)?;
+                    store.put_features(&content, &extractor.key, &described.vector)?;
+                    store.put_signature(&content, &described.signature)?;
+                    true
+                }
+                Err((kind, reason)) => {
+                    return fail_with(path, store, record, previous, kind, reason);
+                }
             }
-            Err((kind, reason)) => {
-                return fail_with(path, store, record, previous, kind, reason);
-            }
-        }
-    };
+        };
     store.put_file(path, &record(FileState::Indexed { content }))?;
     Ok(Outcome::Indexed { content, decoded, previous })
 }
@@ -207,7 +205,7 @@ pub fn ingest(
 pub fn is_complete(record: &FileRecord, store: &Store) -> Result<bool, StoreError> {
     Ok(match &record.state {
         FileState::Pending => false,
-        FileState::Indexed { content } => store.signature(content)?.is_some(),
+        FileState::Indexed { content } => store.has_signature(content)?,
         FileState::Failed { .. } => true,
     })
 }

@@ -408,7 +408,8 @@ pub struct Library {
     events: tokio::sync::broadcast::Sender<Event>,
     /// The store key of the configured features.
     pub feature_key: crate::store::FeatureKey,
-    /// Which contents match which; written only by the coordinator.
+    /// Which contents match which: written by the coordinator as files come and go, and by
+    /// `DaemonHandle::mark_not_duplicate`.
     pub duplicates: RwLock<Duplicates>,
 }
 

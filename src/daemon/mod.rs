@@ -7,9 +7,9 @@
 //! Queries read the [`Library`] directly and never wait for the coordinator.
 //!
 //! ```text
-//!  watcher ── hints ──┐                      ┌─> look at a path (ingest / forget / scan)
-//!  tickers ───────────┼─> coordinator ───────┼─> scan the roots
-//!  DaemonHandle ──────┘    (schedule)        └─> refit ──> swap the view
+//!  watcher ── hints ──┐                  ┌─> look at a path (ingest, forget, scan)
+//!  tickers ───────────┼─> coordinator ───┼─> scan the roots
+//!  DaemonHandle ──────┘    (schedule)    └─> refit ──> swap the view
 //! ```
 
 pub mod config;
@@ -240,17 +240,20 @@ impl DaemonHandle {
             Ok(real) => real,
             Err(_) => normal.clone(),
         };
-        let inside = |candidate: &Path| {
-            self.shared.roots.iter().any(|root| {
-                let real_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
-                candidate.starts_with(root) || candidate.starts_with(real_root)
-            })
-        };
-        if inside(&normal) && inside(&real) {
+        if self.inside_roots(&normal) && self.inside_roots(&real) {
             Ok(normal)
         } else {
             Err(outside())
         }
+    }
+
+    /// True when `candidate` is under a watched root, as configured or with its links
+    /// resolved.
+    fn inside_roots(&self, candidate: &Path) -> bool {
+        self.shared.roots.iter().any(|root| {
+            let real_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+            candidate.starts_with(root) || candidate.starts_with(real_root)
+        })
     }
 
     /// Looks at `path` (a file or a folder under a root) now. With `wait`, returns once

@@ -420,10 +420,9 @@ impl DaemonHandle {
         for (idx, a) in contents.iter().enumerate() {
             for b in &contents[idx + 1..] {
                 library.store.put_verdict(a, b, &verdict).map_err(QueryError::from)?;
-                let before = duplicates.n_links();
-                duplicates.mark_not_duplicate(*a, *b);
+                let was_linked = duplicates.mark_not_duplicate(*a, *b);
                 marked.pairs += 1;
-                marked.links_removed += (before - duplicates.n_links()) as u64;
+                marked.links_removed += u64::from(was_linked);
             }
         }
         Ok(marked)

@@ -39,18 +39,13 @@ impl DaemonHandle {
             return Err(invalid(format!("{} is not an absolute path", folder.display())).into());
         }
         let real = std::fs::canonicalize(folder).unwrap_or_else(|_| folder.to_path_buf());
-        for root in &self.shared.roots {
-            let real_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
-            let inside = |path: &Path| path.starts_with(root) || path.starts_with(&real_root);
-            if inside(folder) || inside(&real) {
-                let message = format!(
-                    "{} is under the watched folder {}: the daemon would index the report's \
-                     pictures; write it elsewhere",
-                    folder.display(),
-                    root.display()
-                );
-                return Err(invalid(message).into());
-            }
+        if self.inside_roots(folder) || self.inside_roots(&real) {
+            let message = format!(
+                "{} is under a watched folder: the daemon would index the report's pictures; \
+                 write it elsewhere",
+                folder.display()
+            );
+            return Err(invalid(message).into());
         }
         let library = self.library();
         let view = library.view().ok_or(QueryError::NoModel)?;

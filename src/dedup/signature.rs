@@ -9,7 +9,8 @@
 //! centre, and the original's centre like the copy as a whole. Crops of 5 to 10 % per
 //! side are found; much larger or off-centre ones are not. Brightness, gray conversion
 //! and recompression are absorbed by the DCT hash itself (each bit compares a frequency
-//! with the median of the others). The signature knows nothing of files: it takes the thumbnail the loader made.
+//! with the median of the others). The signature knows nothing of files: it takes the
+//! thumbnail the loader made.
 //!
 //! A uniform picture (a plain background, a blank page, a transparent PNG flattened to
 //! white) has no structure for the hash to describe: its DCT coefficients are zero or

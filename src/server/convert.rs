@@ -166,7 +166,7 @@ pub fn event(event: Event) -> pb::Event {
                 .map(|found| pb::DuplicateMatch {
                     image_id: found.content.to_hex(),
                     paths: texts(&found.paths),
-                    kind: duplicate_kind(found.kind).into(),
+                    kind: pb::DuplicateKind::from(found.kind).into(),
                     distance: found.distance,
                 })
                 .collect(),
@@ -175,26 +175,31 @@ pub fn event(event: Event) -> pb::Event {
     stamped(kind)
 }
 
-pub fn duplicate_kind(kind: MatchKind) -> pb::DuplicateKind {
-    match kind {
-        MatchKind::Exact => pb::DuplicateKind::Exact,
-        MatchKind::Duplicate => pb::DuplicateKind::Duplicate,
-        MatchKind::Similar => pb::DuplicateKind::Similar,
+impl From<MatchKind> for pb::DuplicateKind {
+    fn from(kind: MatchKind) -> pb::DuplicateKind {
+        match kind {
+            MatchKind::Exact => pb::DuplicateKind::Exact,
+            MatchKind::Duplicate => pb::DuplicateKind::Duplicate,
+            MatchKind::Similar => pb::DuplicateKind::Similar,
+        }
     }
 }
 
-/// The weakest kind a request asks for; unspecified means duplicates and exact copies.
-pub fn match_kind(kind: pb::DuplicateKind) -> MatchKind {
-    match kind {
-        pb::DuplicateKind::Exact => MatchKind::Exact,
-        pb::DuplicateKind::Unspecified | pb::DuplicateKind::Duplicate => MatchKind::Duplicate,
-        pb::DuplicateKind::Similar => MatchKind::Similar,
+impl pb::DuplicateKind {
+    /// The kind this names; `None` for `UNSPECIFIED`.
+    pub fn match_kind(self) -> Option<MatchKind> {
+        match self {
+            pb::DuplicateKind::Unspecified => None,
+            pb::DuplicateKind::Exact => Some(MatchKind::Exact),
+            pb::DuplicateKind::Duplicate => Some(MatchKind::Duplicate),
+            pb::DuplicateKind::Similar => Some(MatchKind::Similar),
+        }
     }
 }
 
 pub fn duplicate_group(group: &DuplicateGroup) -> pb::DuplicateGroup {
     pb::DuplicateGroup {
-        kind: duplicate_kind(group.kind).into(),
+        kind: pb::DuplicateKind::from(group.kind).into(),
         max_distance: group.max_distance,
         paths: texts(&group.paths),
         keeper: text(&group.keeper),
@@ -204,7 +209,7 @@ pub fn duplicate_group(group: &DuplicateGroup) -> pb::DuplicateGroup {
             .map(|pair| pb::DuplicatePair {
                 a: text(&pair.a),
                 b: text(&pair.b),
-                kind: duplicate_kind(pair.kind).into(),
+                kind: pb::DuplicateKind::from(pair.kind).into(),
                 distance: pair.distance,
             })
             .collect(),

@@ -15,6 +15,7 @@ use super::error::{log_outcome, ApiError};
 use super::{convert, pb, ServerConfig};
 use crate::daemon::query::ClusterList;
 use crate::daemon::{DaemonHandle, ImageQuery, SimilarQuery};
+use crate::dedup::MatchKind;
 use crate::report::ReportOptions;
 use crate::store::ContentId;
 
@@ -271,7 +272,9 @@ impl pb::clustimage_server::Clustimage for Api {
             let kind = pb::DuplicateKind::try_from(request.kind)
                 .map_err(|_| ApiError::invalid("kind", format!("unknown kind {}", request.kind)))?;
             let page_size = page_size("page_size", request.page_size)?;
-            let list = self.daemon.duplicate_list(convert::match_kind(kind))?;
+            // The weakest kind listed; unspecified means duplicates and exact copies.
+            let weakest = kind.match_kind().unwrap_or(MatchKind::Duplicate);
+            let list = self.daemon.duplicate_list(weakest)?;
             let stale = "the duplicates changed since this token was issued: start again";
             let page =
                 Page::tagged(&list.tag, stale, &request.page_token, page_size, list.groups.len())?;

@@ -264,6 +264,20 @@ impl Store {
         Ok((version == SIGNATURE_VERSION).then_some(signature))
     }
 
+    /// True when `id` has a signature of this build's version; reads only the version,
+    /// since scans ask it of every unchanged file.
+    pub fn has_signature(&self, id: &ContentId) -> Result<bool, StoreError> {
+        let Some(bytes) = self.signatures.get(id.as_bytes())? else { return Ok(false) };
+        let version =
+            bincode::serde::decode_from_slice::<u32, _>(&bytes, bincode::config::standard())
+                .map(|(version, _)| version)
+                .map_err(|error| StoreError::Corrupt {
+                    key: format!("signatures/{id}"),
+                    message: error.to_string(),
+                })?;
+        Ok(version == SIGNATURE_VERSION)
+    }
+
     pub fn put_signature(&self, id: &ContentId, signature: &Signature) -> Result<(), StoreError> {
         let bytes = records::encode(&(SIGNATURE_VERSION, signature));
         self.signatures.insert(id.as_bytes(), bytes)?;
@@ -337,11 +351,8 @@ impl Store {
         Ok(())
     }
 
-    /// Every stored link as `(a, b, kind, distance)`, and every checked content.
-    #[allow(clippy::type_complexity)]
-    pub fn links(
-        &self,
-    ) -> Result<(Vec<(ContentId, ContentId, MatchKind, u32)>, Vec<ContentId>), StoreError> {
+    /// Every stored link, and every checked content.
+    pub fn links(&self) -> Result<(Vec<StoredLink>, Vec<ContentId>), StoreError> {
         let mut links = Vec::new();
         let mut checked = Vec::new();
         for entry in self.links.iter() {
@@ -364,6 +375,9 @@ impl Store {
 }
 
 const LINKS_TAG_KEY: &[u8] = b"links_tag";
+
+/// A match between two contents as stored: `(a, b, kind, distance)` with `a < b`.
+pub type StoredLink = (ContentId, ContentId, MatchKind, u32);
 
 /// The key of an unordered pair of contents: the smaller first.
 fn pair_key(a: &ContentId, b: &ContentId) -> Vec<u8> {
@@ -466,6 +480,9 @@ mod tests {
         let store = Store::open(folder.path()).unwrap();
         assert_eq!(store.signature(&a).unwrap(), Some(signature));
         assert_eq!(store.signature(&b).unwrap(), None);
+        assert!(store.has_signature(&a).unwrap());
+        assert!(!store.has_signature(&b).unwrap());
+        assert!(!store.has_signature(&ContentId::of(b"c")).unwrap());
         let verdicts: Vec<_> = store.verdicts().map(Result::unwrap).collect();
         let (low, high) = if a < b { (a, b) } else { (b, a) };
         assert_eq!(verdicts, vec![(low, high, Verdict { marked_unix_s: 7 })]);

@@ -1,6 +1,6 @@
 //! A grid of tiles, each one or more pictures side by side with caption lines under
-//! them and an optional coloured frame: the cluster pages, the unique images and the
-//! find results are all montages (and so will be the groups of duplicates).
+//! them and an optional coloured frame: the cluster pages, the unique images, the find
+//! results and the groups of duplicates are all montages.
 
 use image::RgbImage;
 use plotters::coord::Shift;
